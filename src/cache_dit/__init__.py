@@ -1,1 +1,42 @@
-"""cache-dit"""
+"""cache-dit: one-line, training-free cache acceleration for Diffusion Transformers.
+
+    import cache_dit
+    cache_dit.enable_cache(pipe)          # DBCache F8B0, threshold 0.12, 8 warmup steps
+    image = pipe(prompt).images[0]
+    cache_dit.summary(pipe, logging=True)
+    cache_dit.disable_cache(pipe)
+"""
+
+from .api import CacheSummary, disable_cache, enable_cache, reset_cache, summary
+from .compile import set_compile_configs
+from .options import (
+    STEPS_MASK_PRESETS,
+    CacheOptions,
+    CacheType,
+    DBCache,
+    block_range,
+    default_options,
+    load_options,
+    steps_mask,
+)
+from .patterns import ForwardPattern
+
+__version__ = "0.3.0"
+
+__all__ = [
+    "enable_cache",
+    "disable_cache",
+    "reset_cache",
+    "summary",
+    "CacheSummary",
+    "CacheOptions",
+    "CacheType",
+    "DBCache",
+    "ForwardPattern",
+    "block_range",
+    "default_options",
+    "load_options",
+    "steps_mask",
+    "STEPS_MASK_PRESETS",
+    "set_compile_configs",
+]

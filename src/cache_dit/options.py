@@ -1,0 +1,353 @@
+"""Cache options: one validated dataclass, spec-compatible names, YAML loading and the config tag.
+
+Every knob users pass to :func:`cache_dit.enable_cache` lands here first. Validation is complete
+before anything touches a model, so a bad option can never leave a pipeline half-patched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+__all__ = [
+    "CacheType",
+    "DBCache",
+    "CacheOptions",
+    "default_options",
+    "load_options",
+    "block_range",
+    "steps_mask",
+    "STEPS_MASK_PRESETS",
+]
+
+
+class CacheType(str, enum.Enum):
+    """The cache algorithm. DBCache (Dual Block Cache) is the one this release implements."""
+
+    DBCache = "DBCache"
+
+    def __str__(self) -> str:  # "DBCache", not "CacheType.DBCache", in tags and messages
+        return self.value
+
+
+DBCache = CacheType.DBCache
+
+TAYLORSEER_CACHE_TYPES = ("residual", "hidden_states")
+
+# Steps-computation presets: (first steps always computed, compute every k-th step after them,
+# last steps always computed). Steps outside the mask still follow the residual-diff threshold.
+STEPS_MASK_PRESETS: dict[str, tuple[int, int, int]] = {
+    "slow": (8, 2, 2),
+    "medium": (6, 3, 2),
+    "fast": (4, 4, 1),
+    "ultra": (3, 6, 1),
+}
+
+
+def block_range(start: int, end: int, step: int = 1) -> list[int]:
+    """Block ids ``start, start+step, ... < end`` (for ``Bn_compute_blocks_ids``)."""
+    for name, value in (("start", start), ("end", end), ("step", step)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"block_range: {name} must be an int, got {value!r}")
+    if step <= 0:
+        raise ValueError(f"block_range: step must be >= 1, got {step}")
+    if start < 0 or end < start:
+        raise ValueError(f"block_range: need 0 <= start <= end, got start={start}, end={end}")
+    return list(range(start, end, step))
+
+
+def steps_mask(policy: str = "medium", total_steps: int = 28) -> list[int]:
+    """A per-step 0/1 mask (1 = this step must run every block) from a named preset.
+
+    Presets exist for any schedule length; they were tuned on 28- and 50-step schedules:
+    ``slow`` (most compute, best quality) ... ``ultra`` (least compute).
+    """
+    if policy not in STEPS_MASK_PRESETS:
+        raise ValueError(
+            f"steps_mask: unknown policy {policy!r}; allowed: {sorted(STEPS_MASK_PRESETS)}"
+        )
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+        raise ValueError(f"steps_mask: total_steps must be an int >= 1, got {total_steps!r}")
+    head, every, tail = STEPS_MASK_PRESETS[policy]
+    mask = []
+    for step in range(total_steps):
+        must = step < head or step >= total_steps - tail or (step - head) % every == every - 1
+        mask.append(int(must))
+    return mask
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def _check_float(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number >= 0, got {value!r} ({type(value).__name__})")
+    if not value >= 0 or value == float("inf"):  # also rejects NaN
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+
+
+def _check_bool_or_none(name: str, value: Any) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"{name} must be True, False or None, got {value!r}")
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+@dataclass
+class CacheOptions:
+    """DBCache configuration (names as in cache-dit's README, so existing user code runs unchanged).
+
+    Attributes:
+        cache_type: the algorithm; only ``DBCache``.
+        Fn_compute_blocks: the first n blocks run on every step; their output residual decides
+            whether the middle blocks can be skipped.
+        Bn_compute_blocks: the last n blocks run on every step and refine the approximated hidden
+            states (a learned "calibrator" for the cached residual).
+        Bn_compute_blocks_ids: ids in ``[0, Bn)`` of the Bn blocks that always run; the others are
+            skipped (from their own cached residual) while the diff stays below
+            ``non_compute_blocks_diff_threshold``. ``None`` = all Bn blocks always run.
+        non_compute_blocks_diff_threshold: see ``Bn_compute_blocks_ids``.
+        residual_diff_threshold: cache a step when the relative L1 distance between this step's
+            Fn output residual and the last computed step's is below this. 0 never caches.
+        warmup_steps: the first steps always compute (the picture's layout forms there).
+        max_cached_steps: at most this many cached steps per generation (-1: no limit).
+        max_continuous_cached_steps: force a compute after this many consecutive cached steps
+            (-1: no limit).
+        steps_computation_mask: steps that must compute: a 0/1 list per step (1 = compute), or a
+            preset name (``slow``/``medium``/``fast``/``ultra``, see :func:`steps_mask`).
+        enable_taylorseer: forecast the hidden-states value that stands in for the skipped blocks
+            with a Taylor expansion over the last computed steps (TaylorSeer), instead of reusing
+            the last residual as is.
+        enable_encoder_taylorseer: the same for the encoder (text) stream.
+        taylorseer_cache_type: forecast the ``"residual"`` of the skipped blocks or their output
+            ``"hidden_states"``.
+        taylorseer_kwargs: ``{"n_derivatives": m}``; order m keeps m+1 buffers per stream.
+        do_separate_classifier_free_guidance: the transformer is called separately for the cond
+            and uncond branches; keep one cache per branch. ``None`` (default): detect it from the
+            calls (two calls at the same timestep are two branches).
+        cfg_compute_first: the uncond (CFG) call comes first in each step (labels branches).
+        cfg_diff_compute_separate: each branch decides from its own diff; False makes the
+            second branch of a step reuse the first branch's decision.
+        num_inference_steps: for a bare transformer in a custom loop: steps per generation, so
+            the cache resets by itself (pipelines report it through their scheduler).
+    """
+
+    cache_type: CacheType = DBCache
+    Fn_compute_blocks: int = 8
+    Bn_compute_blocks: int = 0
+    Bn_compute_blocks_ids: list[int] | None = None
+    non_compute_blocks_diff_threshold: float = 0.08
+    residual_diff_threshold: float = 0.12
+    warmup_steps: int = 8
+    max_cached_steps: int = -1
+    max_continuous_cached_steps: int = -1
+    steps_computation_mask: list[int] | str | None = None
+    enable_taylorseer: bool = False
+    enable_encoder_taylorseer: bool = False
+    taylorseer_cache_type: str = "residual"
+    taylorseer_kwargs: dict[str, Any] = field(default_factory=lambda: {"n_derivatives": 2})
+    do_separate_classifier_free_guidance: bool | None = None
+    cfg_compute_first: bool = False
+    cfg_diff_compute_separate: bool = True
+    num_inference_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_kwargs(cls, options: Mapping[str, Any]) -> "CacheOptions":
+        """Build from user keyword options, rejecting unknown names with the allowed list."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown cache option(s) {unknown}; allowed options: {sorted(known)}"
+            )
+        opts = dict(options)
+        if "cache_type" in opts:
+            opts["cache_type"] = _parse_cache_type(opts["cache_type"])
+        if "taylorseer_kwargs" in opts and opts["taylorseer_kwargs"] is not None:
+            if not isinstance(opts["taylorseer_kwargs"], Mapping):
+                raise TypeError(
+                    f"taylorseer_kwargs must be a dict like {{'n_derivatives': 2}}, "
+                    f"got {opts['taylorseer_kwargs']!r}"
+                )
+            opts["taylorseer_kwargs"] = {"n_derivatives": 2, **opts["taylorseer_kwargs"]}
+        elif "taylorseer_kwargs" in opts:
+            opts["taylorseer_kwargs"] = {"n_derivatives": 2}
+        if opts.get("Bn_compute_blocks_ids") is not None:
+            ids = opts["Bn_compute_blocks_ids"]
+            if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+                raise TypeError(f"Bn_compute_blocks_ids must be a list of ints, got {ids!r}")
+            opts["Bn_compute_blocks_ids"] = list(ids)
+        return cls(**opts)
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Check types and ranges that do not depend on the model (block counts come later)."""
+        self.cache_type = _parse_cache_type(self.cache_type)
+        _check_int("Fn_compute_blocks", self.Fn_compute_blocks, 1)
+        _check_int("Bn_compute_blocks", self.Bn_compute_blocks, 0)
+        _check_int("warmup_steps", self.warmup_steps, 0)
+        _check_int("max_cached_steps", self.max_cached_steps, -1)
+        _check_int("max_continuous_cached_steps", self.max_continuous_cached_steps, -1)
+        _check_float("residual_diff_threshold", self.residual_diff_threshold)
+        _check_float("non_compute_blocks_diff_threshold", self.non_compute_blocks_diff_threshold)
+        for name in ("enable_taylorseer", "enable_encoder_taylorseer", "cfg_compute_first",
+                     "cfg_diff_compute_separate"):
+            _check_bool(name, getattr(self, name))
+        _check_bool_or_none(
+            "do_separate_classifier_free_guidance", self.do_separate_classifier_free_guidance
+        )
+        if self.num_inference_steps is not None:
+            _check_int("num_inference_steps", self.num_inference_steps, 1)
+        if self.Bn_compute_blocks_ids is not None:
+            for block_id in self.Bn_compute_blocks_ids:
+                _check_int("each Bn_compute_blocks_ids entry", block_id, 0)
+                if block_id >= self.Bn_compute_blocks:
+                    raise ValueError(
+                        f"Bn_compute_blocks_ids entry {block_id} is outside [0, "
+                        f"Bn_compute_blocks={self.Bn_compute_blocks}); ids count from the first of "
+                        f"the last Bn blocks"
+                    )
+        if self.taylorseer_cache_type not in TAYLORSEER_CACHE_TYPES:
+            raise ValueError(
+                f"taylorseer_cache_type must be one of {TAYLORSEER_CACHE_TYPES}, "
+                f"got {self.taylorseer_cache_type!r}"
+            )
+        if not isinstance(self.taylorseer_kwargs, dict):
+            raise TypeError(f"taylorseer_kwargs must be a dict, got {self.taylorseer_kwargs!r}")
+        extra = sorted(set(self.taylorseer_kwargs) - {"n_derivatives"})
+        if extra:
+            raise ValueError(f"Unknown taylorseer_kwargs {extra}; allowed: ['n_derivatives']")
+        _check_int("taylorseer_kwargs['n_derivatives']", self.taylorseer_kwargs["n_derivatives"], 1)
+        self._validate_mask()
+
+    def _validate_mask(self) -> None:
+        mask = self.steps_computation_mask
+        if mask is None:
+            return
+        if isinstance(mask, str):
+            if mask not in STEPS_MASK_PRESETS:
+                raise ValueError(
+                    f"steps_computation_mask preset {mask!r} is unknown; allowed presets: "
+                    f"{sorted(STEPS_MASK_PRESETS)} or a 0/1 list per step"
+                )
+            return
+        if not isinstance(mask, Sequence) or not all(
+            not isinstance(v, bool) and v in (0, 1) for v in mask
+        ) or len(mask) == 0:
+            raise ValueError(
+                f"steps_computation_mask must be a non-empty list of 0/1 per step or a preset "
+                f"name {sorted(STEPS_MASK_PRESETS)}, got {mask!r}"
+            )
+        self.steps_computation_mask = [int(v) for v in mask]
+
+    def validate_for_blocks(self, num_blocks: int, where: str) -> None:
+        """Checks that need the number of blocks of the chain being cached."""
+        if self.Fn_compute_blocks + self.Bn_compute_blocks > num_blocks:
+            raise ValueError(
+                f"Fn_compute_blocks ({self.Fn_compute_blocks}) + Bn_compute_blocks "
+                f"({self.Bn_compute_blocks}) exceeds the {num_blocks} transformer blocks of {where}; "
+                f"allowed: Fn >= 1, Bn >= 0, Fn + Bn <= {num_blocks}"
+            )
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def taylorseer_order(self) -> int:
+        return int(self.taylorseer_kwargs["n_derivatives"])
+
+    def compute_mask(self, num_steps: int | None) -> list[int] | None:
+        """The 0/1 must-compute mask for a generation of ``num_steps`` (None if unknown)."""
+        mask = self.steps_computation_mask
+        if mask is None:
+            return None
+        if isinstance(mask, str):
+            return steps_mask(mask, num_steps) if num_steps else None
+        return list(mask)
+
+    def tag(self) -> str:
+        """A short string naming this configuration, e.g. ``DBCache_F8B0_W8_MC-1_R0.12``."""
+        parts = [
+            str(self.cache_type),
+            f"F{self.Fn_compute_blocks}B{self.Bn_compute_blocks}",
+            f"W{self.warmup_steps}",
+            f"MC{self.max_cached_steps}",
+            f"R{self.residual_diff_threshold:g}",
+        ]
+        if self.Bn_compute_blocks_ids is not None:
+            ids = "-".join(str(i) for i in self.Bn_compute_blocks_ids)
+            parts.append(f"BnIds{ids}_NR{self.non_compute_blocks_diff_threshold:g}")
+        if self.max_continuous_cached_steps >= 0:
+            parts.append(f"MCC{self.max_continuous_cached_steps}")
+        if self.steps_computation_mask is not None:
+            mask = self.steps_computation_mask
+            parts.append(f"M{mask}" if isinstance(mask, str) else f"M{sum(mask)}of{len(mask)}")
+        if self.enable_taylorseer or self.enable_encoder_taylorseer:
+            kind = "" if self.taylorseer_cache_type == "residual" else "H"
+            parts.append(
+                f"T{int(self.enable_taylorseer)}E{int(self.enable_encoder_taylorseer)}"
+                f"O{self.taylorseer_order}{kind}"
+            )
+        if self.do_separate_classifier_free_guidance is not None:
+            parts.append(f"CFG{int(self.do_separate_classifier_free_guidance)}")
+        if not self.cfg_diff_compute_separate:
+            parts.append("CFGD0")
+        return "_".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["cache_type"] = str(self.cache_type)
+        return out
+
+
+def _parse_cache_type(value: Any) -> CacheType:
+    if isinstance(value, CacheType):
+        return value
+    if isinstance(value, str):
+        for member in CacheType:
+            if value.lower() == member.value.lower():
+                return member
+    raise ValueError(
+        f"cache_type {value!r} is not supported; allowed: {[m.value for m in CacheType]}"
+    )
+
+
+def default_options(cache_type: CacheType | str = DBCache) -> dict[str, Any]:
+    """The default DBCache options (F8B0, 8 warmup steps, threshold 0.12, unlimited cached steps)
+    as a plain dict, ready to edit and pass as ``enable_cache(pipe, **options)``."""
+    options = CacheOptions(cache_type=_parse_cache_type(cache_type))
+    out = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+    out["taylorseer_kwargs"] = dict(out["taylorseer_kwargs"])
+    return out
+
+
+def load_options(path: str | os.PathLike) -> dict[str, Any]:
+    """Read cache options from a YAML file (keys as in :func:`default_options`), validated."""
+    import yaml
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"cache options file {path!r} does not exist")
+    with open(path, encoding="utf-8") as handle:
+        try:
+            data = yaml.safe_load(handle)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"cache options file {path!r} is not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"cache options file {path!r} must hold a mapping of option: value")
+    options = CacheOptions.from_kwargs(data)  # validates
+    return {name: getattr(options, name) for name in data}
