@@ -153,7 +153,7 @@ def enable_cache(
         DBCacheController(
             target.transformer,
             target.block_lists,
-            cache_options,
+            cache_options.fitted_to(target.num_blocks, explicit=set(options)),
             forward_pattern=forward_pattern,
             return_hidden_states_first=return_hidden_states_first,
             name=target.name,

@@ -254,6 +254,19 @@ class CacheOptions:
             )
         self.steps_computation_mask = [int(v) for v in mask]
 
+    def fitted_to(self, num_blocks: int, explicit: set[str]) -> "CacheOptions":
+        """Options for a chain of ``num_blocks``: defaults (not user-given) Fn/Bn shrink to leave
+        at least one block to skip, so the one-line ``enable_cache(pipe)`` works on small models.
+        User-given values are never changed (validate_for_blocks reports them)."""
+        fn, bn = self.Fn_compute_blocks, self.Bn_compute_blocks
+        if fn + bn <= num_blocks:
+            return self
+        if "Fn_compute_blocks" not in explicit:
+            fn = max(1, num_blocks - bn - 1)
+        if fn + bn > num_blocks and "Bn_compute_blocks" not in explicit:
+            bn = max(0, num_blocks - fn - 1)
+        return dataclasses.replace(self, Fn_compute_blocks=fn, Bn_compute_blocks=bn)
+
     def validate_for_blocks(self, num_blocks: int, where: str) -> None:
         """Checks that need the number of blocks of the chain being cached."""
         if self.Fn_compute_blocks + self.Bn_compute_blocks > num_blocks:
