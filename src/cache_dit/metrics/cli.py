@@ -90,12 +90,14 @@ def run(metric: str, kind: str, a: str, b: str, args: argparse.Namespace) -> dic
     pair_metrics = ("psnr", "ssim", "mse", "lpips") if metric == "all" else () if metric == "fid" else (metric,)
     opts = dict(lpips_net=args.lpips_net, lpips_weights=args.lpips_weights, batch_size=args.batch_size,
                 device=args.device, progress=progress)
+    fid = None
+    if kind == "image" and is_dirs and metric in ("all", "fid"):  # built first: missing weights fail fast
+        fid = FrechetInceptionDistance(args.fid_weights, batch_size=args.batch_size, device=args.device, progress=progress)
     results: dict[str, tuple[float, int]] = {}
     if pair_metrics:
         compute = compute_image_metrics if kind == "image" else compute_video_metrics
         results.update(compute(a, b, pair_metrics, **opts))
-    if kind == "image" and is_dirs and metric in ("all", "fid"):
-        fid = FrechetInceptionDistance(args.fid_weights, batch_size=args.batch_size, device=args.device, progress=progress)
+    if fid is not None:
         results["fid"] = fid.compute_fid(a, b)
     return results
 
