@@ -1,0 +1,125 @@
+"""``cache-dit-bench``: speed and quality of cache configurations, side by side in one run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Sequence
+
+import torch
+
+from .configs import BenchConfig, load_configs, parse_config
+from .models import MODELS, build_model
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cache-dit-bench",
+        description="Run a pipeline uncached and under cache configurations; print speedup "
+                    "(process CPU time) and quality (PSNR/SSIM/LPIPS vs uncached).",
+    )
+    parser.add_argument("--model", default="reference", choices=sorted(MODELS),
+                        help="reference: the trained Fashion-MNIST FLUX (default); medium-flux: "
+                             "random-weight speed model")
+    parser.add_argument("--config", action="append", default=None, metavar="STR",
+                        help="a config string such as F1B0_R0.08_T1O2 (repeatable); default: the "
+                             "model's four default configs")
+    parser.add_argument("--configs-file", metavar="YAML", help="configs from a YAML file")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 28)")
+    parser.add_argument("--samples", type=int, default=10, help="images per run (default 10)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per config (median)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--fid", type=int, default=0, metavar="N",
+                        help="also FID of N samples vs the Fashion-MNIST test set (reference only)")
+    parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
+    parser.add_argument("--out", default="bench_out", help="output folder (default bench_out)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _configs(args, model) -> list[BenchConfig]:
+    configs = []
+    if args.configs_file:
+        configs += load_configs(args.configs_file)
+    configs += [parse_config(text) for text in (args.config or [])]
+    return configs or [parse_config(text) for text in model.default_configs]
+
+
+def _fid_scorer(model, samples: int):
+    """FID of `samples` images (cycling the classes) against the committed test-set statistics."""
+    import numpy as np
+
+    from ..metrics import FrechetInceptionDistance, frechet_distance
+    from ..metrics.fid import feature_stats
+    from ..reference import REFERENCE_WEIGHTS_DIR
+
+    stats = np.load(REFERENCE_WEIGHTS_DIR / "fashion_mnist_test_fid_stats.npz")
+    fid = FrechetInceptionDistance(progress=False)
+
+    def generate():
+        return model.generate(1234, class_labels=[i % 10 for i in range(samples)])
+
+    def score(images):
+        mu, sigma = feature_stats(fid.features(images))
+        return frechet_distance(stats["mu"].astype(np.float64), stats["sigma"].astype(np.float64),
+                                mu, sigma)
+
+    return score, generate
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("steps", "samples", "repeats", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            print(f"cache-dit-bench: --{name} must be >= 1, got {value}", file=sys.stderr)
+            return 2
+    if args.fid and args.model != "reference":
+        print("cache-dit-bench: --fid needs --model reference (FID statistics exist only for the "
+              "Fashion-MNIST test set)", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    from .report import format_table, write_outputs
+    from .runner import run_benchmark
+
+    model = build_model(args.model, args.steps, args.samples)
+    try:
+        configs = _configs(args, model)
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"cache-dit-bench: {exc}", file=sys.stderr)
+        return 2
+    fid, fid_generate = _fid_scorer(model, args.fid) if args.fid else (None, None)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(configs) + 1, desc="cache-dit-bench", unit="config",
+               disable=args.no_progress or not sys.stderr.isatty())
+    started = time.process_time()
+
+    def progress(name: str) -> None:
+        bar.set_postfix_str(name)
+        bar.update(0 if name == "uncached" else 1)
+
+    try:
+        result = run_benchmark(model, configs, repeats=args.repeats, with_lpips=not args.no_lpips,
+                               fid=fid, fid_generate=fid_generate, on_progress=progress)
+    except (ValueError, TypeError) as exc:
+        print(f"cache-dit-bench: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+    print(f"model {result.model}: {result.steps} steps, {result.samples} images per run, "
+          f"{args.threads} thread(s), CPU-time median of {result.repeats} runs "
+          f"(bench total {time.process_time() - started:.0f} CPU s)")
+    for note in result.notes:
+        print(f"note: {note}")
+    print(format_table(result))
+    paths = write_outputs(result, args.out)
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
