@@ -65,6 +65,7 @@ def test_metadata_matches_hooks(name):
         assert len(case.blocks(tr)) == case.num_blocks
     # calls per step, summed over the transformers (Wan 2.2 switches experts mid-run)
     assert obs["transformer_calls"] == case.calls_per_step * case.steps
+    assert obs["calls_per_attr"] == case.expected_calls()
     assert all(n > 0 for n in obs["calls_per_attr"].values())
     # every block runs exactly once per call of its transformer
     for key, n in obs["block_calls"].items():

@@ -16,6 +16,7 @@ style, callback support) is checked against forward hooks by ``tests/test_tiny_p
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import warnings
@@ -62,6 +63,20 @@ class TinyCase:
     @property
     def transformers(self) -> list[torch.nn.Module]:
         return [getattr(self.pipe, a) for a in self.transformer_attrs]
+
+    def expected_calls(self, **overrides) -> dict[str, int]:
+        """Forward calls of each transformer in one run with ``call_kwargs`` (+ ``overrides``).
+
+        Wan 2.2 A14B (two experts) does NOT split evenly: ``transformer`` runs while
+        t >= boundary_ratio * num_train_timesteps, ``transformer_2`` afterwards (6 + 10 calls at 8 steps)."""
+        steps = int({**self.call_kwargs, **overrides}["num_inference_steps"])
+        if len(self.transformer_attrs) == 1:
+            return {self.transformer_attrs[0]: steps * self.calls_per_step}
+        sched = copy.deepcopy(self.pipe.scheduler)
+        sched.set_timesteps(steps)
+        high = int((sched.timesteps >= self.pipe.config.boundary_ratio * sched.config.num_train_timesteps).sum())
+        first, second = self.transformer_attrs
+        return {first: high * self.calls_per_step, second: (steps - high) * self.calls_per_step}
 
     def blocks(self, transformer: torch.nn.Module | None = None) -> list[tuple[str, torch.nn.Module]]:
         """``(qualified_name, block)`` for every block of ``transformer`` (default: the first)."""
