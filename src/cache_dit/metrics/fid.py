@@ -174,7 +174,11 @@ class FrechetInceptionDistance:
                     x = torch.from_numpy(load_image(item)).permute(2, 0, 1)[None].float()
                     batch.append(resize_tf_bilinear(x))
                 x = (torch.cat(batch).to(self.device) - 128.0) / 128.0
-                feats = model(x)
+                try:
+                    feats = model(x)
+                except RuntimeError as exc:
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    raise ValueError(f"{self.weights_path}: Inception forward pass failed ({first})") from None
                 if feats.ndim != 2 or feats.shape[1] != FEATURE_DIM:
                     raise ValueError(f"{self.weights_path}: expected (N, {FEATURE_DIM}) Inception features, got {tuple(feats.shape)}")
                 out.append(feats.double().cpu().numpy())

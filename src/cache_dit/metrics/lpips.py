@@ -24,6 +24,7 @@ from torch import nn
 from .weights import cache_dir, package_file, resolve_weights
 
 NETS = {"alex": "alexnet", "vgg": "vgg16"}
+MIN_SIZE = {"alex": 31, "vgg": 16}  # smallest side the backbone's pooling stack accepts
 ENV_VARS = {"alex": "CACHE_DIT_LPIPS_ALEX_WEIGHTS", "vgg": "CACHE_DIT_LPIPS_VGG_WEIGHTS"}
 
 # (out_channels, kernel, stride, padding, max-pool before this conv?, tap after this conv?)
@@ -173,7 +174,10 @@ def lpips_weights_path(net: str, weights: Optional[os.PathLike | str] = None) ->
 @functools.lru_cache(maxsize=4)
 def _load(net: str, path: Path, cache: Path, device: str) -> LPIPSNet:
     model = LPIPSNet(net)
-    model.load_state_dict(_cached_state(path, net))
+    try:
+        model.load_state_dict(_cached_state(path, net))
+    except RuntimeError as exc:  # shape mismatch: a checkpoint for another network
+        raise ValueError(f"{path}: weights do not fit LPIPS-{net} ({str(exc).splitlines()[-1].strip()})") from None
     # channels_last: ~10-15% faster convolutions on CPU, harmless on GPU.
     return model.eval().requires_grad_(False).to(device=device, memory_format=torch.channels_last)
 
@@ -193,6 +197,8 @@ def lpips_distance(
 ) -> np.ndarray:
     """LPIPS for uint8 batches of shape (N, H, W, 3); returns N distances."""
     model = get_lpips(net, weights, device)
+    if min(x.shape[1:3]) < MIN_SIZE[net]:
+        raise ValueError(f"LPIPS-{net} needs images of at least {MIN_SIZE[net]}x{MIN_SIZE[net]} pixels, got {x.shape[2]}x{x.shape[1]}")
     dev = next(model.parameters()).device
 
     def to_tensor(a: np.ndarray) -> torch.Tensor:
