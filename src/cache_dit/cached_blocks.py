@@ -65,15 +65,23 @@ class BlockPlan:
     decides: bool  # the last Fn block: its output residual drives the decision
 
 
-def relative_l1(current: torch.Tensor, reference: torch.Tensor) -> float:
-    """mean|current - reference| / mean|reference|, in float32 for low-precision inputs."""
+def l1_parts(current: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """[sum|current - reference|, sum|reference|] in float64: sums (not means) so shards of
+    unequal size add up to the global statistic before the ratio is taken."""
     current, reference = current.float(), reference.float()
-    numerator = (current - reference).abs().mean()
-    denominator = reference.abs().mean()
-    num, den = numerator.item(), denominator.item()
-    if den == 0.0:
-        return 0.0 if num == 0.0 else float("inf")
-    return num / den
+    return torch.stack([(current - reference).abs().sum(), reference.abs().sum()]).double()
+
+
+def parts_ratio(parts: torch.Tensor) -> float:
+    numerator, denominator = (float(v) for v in parts.tolist())
+    if denominator == 0.0:
+        return 0.0 if numerator == 0.0 else float("inf")
+    return numerator / denominator
+
+
+def relative_l1(current: torch.Tensor, reference: torch.Tensor) -> float:
+    """mean|current - reference| / mean|reference| (the DBCache residual diff)."""
+    return parts_ratio(l1_parts(current, reference))
 
 
 def _sub(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
@@ -147,6 +155,9 @@ class DBCacheController:
         self._warned: set[str] = set()
         self.generations = 0
         self.before_call = None  # set by the session: follows a swapped scheduler
+        # Sums the [numerator, denominator] of the diff across the shards of a context-parallel
+        # group, so every rank takes the same decision; None when the model is not sharded.
+        self.diff_reducer = None
 
     # ------------------------------------------------------------------ layout
     def _patterns_per_list(self, forward_pattern) -> list[ForwardPattern | None]:
@@ -413,7 +424,10 @@ class DBCacheController:
         elif fn_residual is not None and stream.fn_residual is not None and (
             stream.fn_residual.shape == fn_residual.shape
         ):
-            diff = relative_l1(fn_residual, stream.fn_residual)
+            parts = l1_parts(fn_residual, stream.fn_residual)
+            if self.diff_reducer is not None:  # sharded model: one decision from global sums
+                parts = self.diff_reducer(parts)
+            diff = parts_ratio(parts)
         if diff is not None:
             stream.stats.residual_diffs[call.step] = diff
         if follower and call.step in self._leader:
