@@ -10,6 +10,7 @@ import dataclasses
 import enum
 import os
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 __all__ = [
@@ -39,12 +40,12 @@ TAYLORSEER_CACHE_TYPES = ("residual", "hidden_states")
 
 # Steps-computation presets: (first steps always computed, compute every k-th step after them,
 # last steps always computed). Steps outside the mask still follow the residual-diff threshold.
-STEPS_MASK_PRESETS: dict[str, tuple[int, int, int]] = {
+STEPS_MASK_PRESETS: Mapping[str, tuple[int, int, int]] = MappingProxyType({
     "slow": (8, 2, 2),
     "medium": (6, 3, 2),
     "fast": (4, 4, 1),
     "ultra": (3, 6, 1),
-}
+})
 
 
 def block_range(start: int, end: int, step: int = 1) -> list[int]:

@@ -25,20 +25,26 @@ class BenchModel:
     call_kwargs: dict[str, Any]
     default_configs: list[str]
     notes: list[str] = field(default_factory=list)
-    output_kind: str = "images"  # "images": NHWC in [0, 1]; "latents": NHWC raw latents
+    output_kind: str = "images"  # "images": NHWC in [0, 1]; "latents": NHWC latent displacement
+    latent_shape: tuple[int, ...] = ()  # packed initial latents, for output_kind "latents"
 
     def generate(self, seed: int, **overrides) -> np.ndarray:
         """Images (NHWC float in [0, 1]) or spatial latents (NHWC) for this seed."""
         kwargs = {**self.call_kwargs, "num_inference_steps": self.steps, **overrides}
-        output_type = "latent" if self.output_kind == "latents" else "np"
+        if self.output_kind == "images":
+            with torch.no_grad():
+                out = self.pipe(generator=torch.Generator("cpu").manual_seed(seed),
+                                output_type="np", **kwargs)
+            return np.clip(np.asarray(out.images, dtype=np.float32), 0.0, 1.0)
+        # Latents: what the transformer moved them by (final - initial noise), as (N, h, w, C).
+        # The initial noise dominates the final latents of a random model, so comparing final
+        # latents would hide the cache's error.
+        noise = torch.randn(self.latent_shape, generator=torch.Generator("cpu").manual_seed(seed))
         with torch.no_grad():
-            out = self.pipe(generator=torch.Generator("cpu").manual_seed(seed),
-                            output_type=output_type, **kwargs)
-        if self.output_kind == "latents":  # packed tokens (N, h*w, C) -> (N, h, w, C)
-            latents = out.images.float()
-            side = int(round(latents.shape[1] ** 0.5))
-            return latents.reshape(latents.shape[0], side, side, -1).numpy()
-        return np.clip(np.asarray(out.images, dtype=np.float32), 0.0, 1.0)
+            out = self.pipe(latents=noise, output_type="latent", **kwargs)
+        moved = (out.images.float() - noise)
+        side = int(round(moved.shape[1] ** 0.5))
+        return moved.reshape(moved.shape[0], side, side, -1).numpy()
 
     @property
     def num_blocks(self) -> int:
@@ -118,13 +124,14 @@ def _medium_flux(steps: int | None, samples: int) -> BenchModel:
         block_lists=("transformer_blocks", "single_transformer_blocks"),
         steps=steps or 28,
         call_kwargs={**prompt, "height": 48, "width": 48, "guidance_scale": 3.5,
-                     "num_images_per_prompt": samples},
+                     "num_images_per_prompt": samples},  # latents for all samples: latent_shape
         default_configs=["F1B0_R0.08", "F8B0_R0.12", "F1B0_R0.12_T1O2", "F8B8_R0.15"],
         notes=["medium-flux: random weights (timestep embedding damped x0.1), 8 double + 16 "
-               "single blocks, inner dim 256, 48x48 latents; its random VAE would hide "
-               "differences, so PSNR/SSIM compare the final latents (range = the uncached "
-               "latents' peak-to-peak) and LPIPS is not defined"],
+               "single blocks, inner dim 256, 48x48 latents. Its random VAE would hide "
+               "differences, so PSNR/SSIM compare how far the transformer moved the latents "
+               "(final - initial noise; range = the uncached move's peak-to-peak); no LPIPS"],
         output_kind="latents",
+        latent_shape=(samples, 24 * 24, 64),
     )
 
 
