@@ -130,6 +130,7 @@ class BlockIO:
         if pattern is not None and not pattern.takes_encoder:
             self.encoder = None
         self.slots: tuple[Slot, ...] | None = None  # learned from the first computed call
+        self.saw_encoder = False  # an encoder input was passed (not just accepted)
         self.returns_tuple: bool | None = None
 
     @staticmethod
@@ -172,6 +173,7 @@ class BlockIO:
         """Work out which output element is which, once, from a real call."""
         if self.slots is not None:
             return
+        self.saw_encoder = encoder_in is not None
         if isinstance(output, torch.Tensor):
             self.returns_tuple, self.slots = False, (Slot.HIDDEN,)
             return
@@ -275,7 +277,7 @@ def describe(io: BlockIO) -> str:
     """Human-readable pattern of a block, for summaries and errors."""
     if io.slots is None:
         return "unknown (block not run yet)"
-    ins = "(hidden, encoder)" if io.encoder is not None else "hidden"
+    ins = "(hidden, encoder)" if io.saw_encoder else "hidden"
     if not io.returns_tuple:
         return f"{ins} -> hidden"
     names = {Slot.HIDDEN: "hidden", Slot.ENCODER: "encoder", Slot.NONE: "None", Slot.VALUE: "value"}
