@@ -208,3 +208,28 @@ def test_torch_compile_matches_eager_and_does_not_recompile_between_steps():
     torch.testing.assert_close(first, eager, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(second, first, rtol=0, atol=0)
     torch._dynamo.reset()
+
+
+def test_set_compile_configs_raises_dynamo_limits_and_rejects_bad_values():
+    config = torch._dynamo.config
+    saved = (config.recompile_limit, config.accumulated_recompile_limit)
+    try:
+        cache_dit.set_compile_configs()
+        assert (config.recompile_limit, config.accumulated_recompile_limit) == (96, 2048)
+        with pytest.raises(ValueError, match="recompile_limit must be an int >= 1, got 0"):
+            cache_dit.set_compile_configs(recompile_limit=0)
+    finally:
+        config.recompile_limit, config.accumulated_recompile_limit = saved
+
+
+def test_enable_cache_on_an_already_compiled_transformer():
+    pipe = make_flux(double=1, single=2)
+    eager = make_flux(double=1, single=2)
+    options = _schedule_options(warmup_steps=2)
+    cache_dit.enable_cache(eager, **options)
+    expected = run(eager, steps=6, size=16)
+    pipe.transformer = torch.compile(pipe.transformer, backend="eager")
+    cache_dit.enable_cache(pipe, **options)  # finds the module behind the compile wrapper
+    torch.testing.assert_close(run(pipe, steps=6, size=16), expected, rtol=1e-5, atol=1e-5)
+    assert cache_dit.summary(pipe)[0].cached_steps == cache_dit.summary(eager)[0].cached_steps
+    torch._dynamo.reset()
