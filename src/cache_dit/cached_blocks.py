@@ -26,6 +26,7 @@ import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
 from .options import CacheOptions
+from .parallel import ContextParallelSync
 from .patterns import BlockIO, ForwardPattern, describe
 from .state import StepTracker, StreamState
 
@@ -158,6 +159,9 @@ class DBCacheController:
         # Sums the [numerator, denominator] of the diff across the shards of a context-parallel
         # group, so every rank takes the same decision; None when the model is not sharded.
         self.diff_reducer = None
+        # Notices diffusers' enable_parallelism (before or after us) at call time: sets
+        # diff_reducer and keeps our hooks on the right side of diffusers' split/gather hooks.
+        self._parallel = ContextParallelSync(transformer, self.blocks, TRANSFORMER_HOOK, BLOCK_HOOK)
 
     # ------------------------------------------------------------------ layout
     def _patterns_per_list(self, forward_pattern) -> list[ForwardPattern | None]:
@@ -206,6 +210,7 @@ class DBCacheController:
                 attached.append((block, BLOCK_HOOK))
             _register(self.transformer, _TransformerHook(self), TRANSFORMER_HOOK)
             attached.append((self.transformer, TRANSFORMER_HOOK))
+            self._parallel.reset()  # fresh hooks: re-arrange around any CP hooks on the next call
         except BaseException:
             for module, hook_name in reversed(attached):
                 _unregister(module, hook_name)
@@ -235,6 +240,9 @@ class DBCacheController:
         self._pending_reset = False
         self._mask = self.options.compute_mask(self._num_steps)
         self.generations += 1
+        reset_reducer = getattr(self.diff_reducer, "new_generation", None)
+        if reset_reducer is not None:
+            reset_reducer()
 
     def release_buffers(self) -> None:
         """Drop tensors at the end of a pipeline call (statistics stay for summary())."""
@@ -250,6 +258,12 @@ class DBCacheController:
         if self.before_call is not None:
             self.before_call()
         timestep = self._read_timestep(args, kwargs)
+        if self._parallel.refresh():  # enable_parallelism happened (or changed) since last call
+            self.diff_reducer = self._parallel.reducer
+            if self._parallel.split_seen and timestep is not None and self.diff_reducer is not None:
+                # Only on the call where our hook was moved outside diffusers' split hook: a
+                # per-token timestep arrived sharded, so agree on the whole tensor's max.
+                timestep = self.diff_reducer.max(timestep)
         opts = self.options
         calls_per_step = 2 if opts.do_separate_classifier_free_guidance else 1
         tracker = self.tracker
