@@ -182,9 +182,12 @@ class DBCacheController:
         ids = self.options.Bn_compute_blocks_ids
         roles = [Role.FRONT if i < fn else Role.BACK if i >= total - bn else Role.MIDDLE
                  for i in range(total)]
+        members: dict[int, list[int]] = {}
+        for i, (_, seg, _) in enumerate(blocks):
+            members.setdefault(seg, []).append(i)
         plans = []
         for i, (block_name, seg, _) in enumerate(blocks):
-            same_seg = [j for j, (_, s, _) in enumerate(blocks) if s == seg]
+            same_seg = members[seg]
             middles = [j for j in same_seg if roles[j] is Role.MIDDLE]
             back_id = i - (total - bn)
             plans.append(BlockPlan(
