@@ -220,8 +220,8 @@ def main() -> None:
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=world, timeout=timedelta(seconds=PG_TIMEOUT_S))
-    # diffusers 0.42.1 `_resolve_parallel_config` computes `rank % torch.accelerator.device_count()`,
-    # which divides by zero on CPU-only torch (0 accelerators). Only this worker process sees the
+    # diffusers 0.42.1 `_resolve_parallel_config` computes
+    # `rank % torch.accelerator.device_count()`, which divides by zero on CPU-only torch. Only this worker process sees the
     # patch; the device it picks is unused on CPU.
     torch.accelerator.device_count = lambda: 1
     try:

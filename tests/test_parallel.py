@@ -110,7 +110,8 @@ def test_decision_uses_summed_parts_and_unsynced_ranks_would_disagree(ranks, nam
     threshold = SCENARIOS[name]["options"]["residual_diff_threshold"]
     warmup = SCENARIOS[name]["options"]["warmup_steps"]
     straddles = []
-    for (step, label), (n0, d0), (n1, d1) in zip(decisions, zero["local_parts"], one["local_parts"]):
+    parts = zip(decisions, zero["local_parts"], one["local_parts"])
+    for (step, label), (n0, d0), (n1, d1) in parts:
         diff = zero["streams"][label]["diffs"][step]
         # the ratio of the summed numerators and denominators, not a mean of per-rank ratios
         assert diff == pytest.approx((n0 + n1) / (d0 + d1), rel=1e-12)

@@ -48,8 +48,9 @@ _UNSEEN = object()
 
 
 def context_parallel_group(transformer: torch.nn.Module):
-    """``(process_group, size)`` of the CP group the transformer's sequence is sharded over, or
-    ``None`` when it is not sharded (no parallel config, tensor parallelism only, or CP degree 1).
+    """``(process_group, size, device)`` of the CP group the transformer's sequence is sharded
+    over, or ``None`` when it is not sharded (no parallel config, tensor parallelism only, or CP
+    degree 1).
 
     The group is the one diffusers built in ``enable_parallelism``: the flattened ring x ulysses
     mesh, which is a sub-group of the world when CP is combined with other parallelism."""
@@ -61,7 +62,7 @@ def context_parallel_group(transformer: torch.nn.Module):
     size = mesh.size()
     if size <= 1:
         return None
-    return mesh.get_group(), size
+    return mesh.get_group(), size, getattr(cp, "_device", None)
 
 
 class ShardedDiffReducer:
@@ -76,9 +77,10 @@ class ShardedDiffReducer:
     current generation (what this rank alone would have decided from), for diagnostics.
     """
 
-    def __init__(self, group, size: int) -> None:
+    def __init__(self, group, size: int, device: torch.device | None = None) -> None:
         self.group = group
         self.size = size
+        self.device = device  # where a collective's tensor must live (NCCL: this rank's GPU)
         self.calls = 0
         self.local_parts: list[torch.Tensor] = []
 
@@ -98,7 +100,7 @@ class ShardedDiffReducer:
         """The largest ``value`` over the group (one collective)."""
         import torch.distributed as dist
 
-        tensor = torch.tensor([value], dtype=torch.float64)
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self.group)
         self.calls += 1
         return float(tensor.item())
@@ -204,9 +206,9 @@ class ContextParallelSync:
         if found is None:
             self.reducer = None
             return True
-        group, size = found
+        group, size, device = found
         if self.reducer is None or self.reducer.group is not group:
-            self.reducer = ShardedDiffReducer(group, size)
+            self.reducer = ShardedDiffReducer(group, size, device)
         self.split_seen = arrange_hooks(self.transformer, self.blocks, self.transformer_hook,
                                         self.block_hook)
         return True
