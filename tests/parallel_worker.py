@@ -20,14 +20,12 @@ from datetime import timedelta
 
 import torch
 
-warnings.filterwarnings("ignore")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cache_dit  # noqa: E402
 import flux_fixture  # noqa: E402
 import tiny_pipelines  # noqa: E402
 
-logging.getLogger("diffusers").setLevel(logging.ERROR)
 PG_TIMEOUT_S = 30  # a rank stuck in a collective the other never joins fails after this
 
 
@@ -200,6 +198,8 @@ def run_scenario(spec: dict, parallel: dict | None) -> dict:
 
 def main() -> None:
     rank, world, port, out_dir = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    warnings.filterwarnings("ignore")  # (this process only; the test module imports SCENARIOS)
+    logging.getLogger("diffusers").setLevel(logging.ERROR)
     names = sys.argv[5:] or list(SCENARIOS) + ["data_parallel"]
     parallel = dict(ulysses_degree=world)
     torch.set_num_threads(1)

@@ -22,7 +22,8 @@ takes the same decision on every step*. Two things can break that, and this modu
    itself sees: the local shard in, the local shard out) and our transformer hook *outside* every
    CP hook of the transformer (so it reads the whole timestep, which Wan splits when it is given
    per token). It re-registers hooks through the registry's public API and does nothing when the
-   order is already right.
+   order is already right. When ``enable_cache`` came first, the call on which this is noticed
+   has already read a split timestep: the controller then takes its max over the group once.
 
 :class:`ContextParallelSync` does this lazily at call time: on every transformer call it compares
 the transformer's ``_parallel_config`` with the one it saw last (an identity check), so both orders
