@@ -70,7 +70,8 @@ def l1_parts(current: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """[sum|current - reference|, sum|reference|] in float64: sums (not means) so shards of
     unequal size add up to the global statistic before the ratio is taken."""
     current, reference = current.float(), reference.float()
-    return torch.stack([(current - reference).abs().sum(), reference.abs().sum()]).double()
+    return torch.stack([(current - reference).abs().sum(dtype=torch.float64),
+                        reference.abs().sum(dtype=torch.float64)])
 
 
 def parts_ratio(parts: torch.Tensor) -> float:
