@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 
@@ -9,3 +10,11 @@ def pytest_configure(config):
         "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning",  # diffusers schedulers
     ):
         config.addinivalue_line("filterwarnings", line)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_weights_cache(tmp_path_factory):
+    """Converted LPIPS weights go to a temporary folder during tests, not the user's home."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CACHE_DIT_CACHE_DIR", str(tmp_path_factory.mktemp("weights_cache")))
+        yield

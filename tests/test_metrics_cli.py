@@ -22,12 +22,6 @@ from cache_dit.metrics.cli import main
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def weights_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CACHE_DIT_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        yield
-
 
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory) -> tuple[Path, Path]:

@@ -30,13 +30,6 @@ PUBLISHED_LPIPS_ALEX = [0.7237, 0.2572, 0.0508, 0.0521, 0.4253]
 PUBLISHED_PSNR = [21.11, 20.99, 27.01, 23.30, 21.62]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def weights_cache(tmp_path_factory):
-    """Keep converted weights out of the user's home during tests."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CACHE_DIT_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        yield
-
 
 @pytest.fixture(scope="module")
 def tid() -> Path:

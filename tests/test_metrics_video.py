@@ -25,13 +25,6 @@ from cache_dit.metrics.video import iter_frames
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def weights_cache(tmp_path_factory):
-    """Keep converted LPIPS weights out of the user's home during tests."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CACHE_DIT_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        yield
-
 
 @pytest.fixture(scope="module")
 def carphone() -> tuple[Path, Path]:
