@@ -63,3 +63,13 @@ def test_short_bench_run_writes_table_and_files(tmp_path, capsys):
 def test_bench_rejects_a_broken_config_with_a_clear_error(capsys):
     assert main(["--config", "F1B0_Q7", "--no-progress"]) == 2
     assert "token 'Q7' is not understood" in capsys.readouterr().err
+
+
+def test_bench_fid_column_uses_the_shipped_test_set_statistics(tmp_path, capsys):
+    out = tmp_path / "bench"
+    code = main(["--steps", "4", "--samples", "2", "--repeats", "1", "--no-progress", "--no-lpips",
+                 "--fid", "4", "--config", "F1B0_R0.3_W1", "--out", str(out)])
+    assert code == 0
+    rows = json.loads((out / "table.json").read_text())["rows"]
+    assert all(row["fid"] > 0 for row in rows)
+    assert "FID" in capsys.readouterr().out

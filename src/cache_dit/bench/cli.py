@@ -49,25 +49,16 @@ def _configs(args, model) -> list[BenchConfig]:
 
 
 def _fid_scorer(model, samples: int):
-    """FID of `samples` images (cycling the classes) against the committed test-set statistics."""
-    import numpy as np
+    """FID of `samples` images (cycling the classes) against the shipped test-set statistics."""
+    from ..metrics import FrechetInceptionDistance
+    from ..reference.fid import fid_against_test_set
 
-    from ..metrics import FrechetInceptionDistance, frechet_distance
-    from ..metrics.fid import feature_stats
-    from ..reference import REFERENCE_WEIGHTS_DIR
-
-    stats = np.load(REFERENCE_WEIGHTS_DIR / "fashion_mnist_test_fid_stats.npz")
     fid = FrechetInceptionDistance(progress=False)
 
     def generate():
         return model.generate(1234, class_labels=[i % 10 for i in range(samples)])
 
-    def score(images):
-        mu, sigma = feature_stats(fid.features(images))
-        return frechet_distance(stats["mu"].astype(np.float64), stats["sigma"].astype(np.float64),
-                                mu, sigma)
-
-    return score, generate
+    return (lambda images: fid_against_test_set(images, fid)), generate
 
 
 def main(argv: Sequence[str] | None = None) -> int:
