@@ -163,7 +163,7 @@ class FashionFluxPipeline(DiffusionPipeline):
         self,
         class_labels: ClassLabel | Sequence[ClassLabel] | torch.Tensor,
         num_inference_steps: int = 28,
-        guidance_scale: float = 4.0,
+        guidance_scale: float = 2.5,
         num_images_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
