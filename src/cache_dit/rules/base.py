@@ -1,0 +1,37 @@
+"""The decision-rule seam: whether a stream's middle blocks may be skipped on this step.
+
+A rule turns the first-n blocks' output residual (the *probe*) into a statistic in two parts:
+:meth:`DecisionRule.parts` returns a small tensor of **sums** (reducible across the ranks of a
+context-parallel group by adding them) and :meth:`DecisionRule.decide` turns the (possibly
+reduced) parts, read to the host once, into a decision. Per-stream state lives in an object the
+rule creates, so two CFG branches or two pipelines never share anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+__all__ = ["DecisionRule"]
+
+
+@runtime_checkable
+class DecisionRule(Protocol):
+    """A cache decision from the probe residual of the first-n blocks."""
+
+    def new_state(self) -> Any:
+        """Fresh per-stream state (a new generation, or a new CFG branch)."""
+
+    def parts(self, state: Any, step: int, probe: torch.Tensor) -> torch.Tensor | None:
+        """Sums that make up the statistic (e.g. ``[sum|p - p_ref|, sum|p_ref|]``), or None
+        when there is nothing to compare with yet (then the step computes)."""
+
+    def decide(self, state: Any, step: int, values: list[float]) -> tuple[bool, float]:
+        """(may cache, the statistic shown in summary()) from the host copy of the parts."""
+
+    def on_compute(self, state: Any, step: int, probe: torch.Tensor) -> None:
+        """The step ran every block: update references."""
+
+    def on_cache(self, state: Any, step: int, probe: torch.Tensor) -> None:
+        """The step was cached: update accumulators."""
