@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import cache_dit
-from cache_dit.cached_blocks import relative_l1
+from cache_dit.rules.threshold import relative_l1
 from counting import BlockExecutionCounter, count_linear_calls
 from flux_fixture import BLOCK_LISTS, TEXT_DIM, embeds, make_flux, run
 
@@ -61,8 +61,8 @@ def test_taylorseer_keeps_m_plus_1_buffers_per_stream():
 
     def spy():
         for stream in controller.streams.values():
-            for seer in (*stream.taylor.values(), *stream.encoder_taylor.values()):
-                seen.append(len(seer.diffs))
+            for pair in stream.middle.values():
+                seen.extend(len(seer.diffs) for seer in pair)
         original()
 
     controller.end_call = spy

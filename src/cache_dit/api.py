@@ -1,26 +1,25 @@
 """Public entry points: enable_cache, disable_cache, summary, reset_cache.
 
-A *session* ties the controllers of one pipeline (or bare transformer) together and listens to the
-pipeline's scheduler: every diffusers pipeline calls ``scheduler.set_timesteps`` once at the start
-of ``__call__``, which is exactly when the cache must start afresh. The session lives on the
-instance it was enabled on; nothing is patched on a class and nothing is global.
+A *session* ties the controllers of one pipeline (or bare transformer) together. It lives on the
+instance it was enabled on, in its ``__dict__``; nothing is patched on a class, on the scheduler or
+anywhere global. Each controller reads its owner's scheduler at call time (see
+:mod:`cache_dit.clock`), so swapping or sharing schedulers, and deep copies, just work.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
 
-from .adapter import find_targets
-from .cached_blocks import DBCacheController, controller_of
+from .adapter import find_targets, unwrap
+from .controller import CacheController
+from .hooks import controller_of
 from .options import CacheOptions
 from .patterns import ForwardPattern
-from .state import StreamStats
+from .stats import StreamStats
 
 logger = logging.getLogger(__name__)
 
@@ -30,14 +29,13 @@ __all__ = ["enable_cache", "disable_cache", "summary", "reset_cache", "CacheSumm
 
 
 class _CacheSession:
-    """The controllers enabled on one object, plus the scheduler listener."""
+    """The controllers enabled on one object. Holds its owner strongly, so a deep copy of the
+    owner gets a session of its own (a weak reference would still point at the original)."""
 
-    def __init__(self, owner: Any, controllers: list[DBCacheController], options: CacheOptions):
-        self.owner_ref = weakref.ref(owner)
+    def __init__(self, owner: Any, controllers: list[CacheController], options: CacheOptions):
+        self.owner = owner
         self.controllers = controllers
         self.options = options
-        self._scheduler = None
-        self._wrapper = None
 
     def install(self) -> None:
         attached = []
@@ -45,59 +43,15 @@ class _CacheSession:
             for controller in self.controllers:
                 controller.attach()
                 attached.append(controller)
-                controller.before_call = self._check_scheduler
-            self._hook_scheduler()
+                controller.owner = self.owner
         except BaseException:
             for controller in reversed(attached):
                 controller.detach()
             raise
 
     def remove(self) -> None:
-        self._unhook_scheduler()
         for controller in self.controllers:
             controller.detach()
-            controller.before_call = None
-
-    # The scheduler listener is an instance attribute shadowing the class method; removing it
-    # restores the class method exactly.
-    def _hook_scheduler(self) -> None:
-        owner = self.owner_ref()
-        scheduler = getattr(owner, "scheduler", None) if owner is not None else None
-        if scheduler is None or not callable(getattr(scheduler, "set_timesteps", None)):
-            return
-        original = scheduler.set_timesteps
-        session_ref = weakref.ref(self)
-
-        @functools.wraps(original)
-        def set_timesteps(*args, **kwargs):
-            result = original(*args, **kwargs)
-            session = session_ref()
-            if session is not None:
-                session.on_new_generation(scheduler)
-            return result
-
-        scheduler.set_timesteps = set_timesteps
-        self._scheduler, self._wrapper = scheduler, set_timesteps
-
-    def _unhook_scheduler(self) -> None:
-        scheduler, wrapper = self._scheduler, self._wrapper
-        if scheduler is not None and scheduler.__dict__.get("set_timesteps") is wrapper:
-            del scheduler.set_timesteps
-        self._scheduler = self._wrapper = None
-
-    def _check_scheduler(self) -> None:
-        """Follow a scheduler swapped after enable_cache (``pipe.scheduler = ...``)."""
-        owner = self.owner_ref()
-        scheduler = getattr(owner, "scheduler", None) if owner is not None else None
-        if scheduler is not None and scheduler is not self._scheduler:
-            self._unhook_scheduler()
-            self._hook_scheduler()
-
-    def on_new_generation(self, scheduler) -> None:
-        timesteps = getattr(scheduler, "timesteps", None)
-        num_steps = len(timesteps) if timesteps is not None else None
-        for controller in self.controllers:
-            controller.request_new_generation(num_steps)
 
 
 def _session_of(obj: Any) -> _CacheSession | None:
@@ -150,7 +104,7 @@ def enable_cache(
     cache_options = CacheOptions.from_kwargs(options)
     targets = find_targets(pipe_or_module, transformer=transformer, blocks=blocks)
     controllers = [
-        DBCacheController(
+        CacheController(
             target.transformer,
             target.block_lists,
             cache_options.fitted_to(target.num_blocks, explicit=set(options)),
@@ -186,22 +140,42 @@ def enable_cache(
 
 
 def disable_cache(pipe_or_module: Any) -> Any:
-    """Remove the cache; the object computes exactly as before. Harmless if not enabled."""
+    """Remove the cache; the object computes exactly as before. Harmless if not enabled.
+
+    Raises:
+        ValueError: the cache on this module was enabled through another object (its pipeline):
+            disable it there.
+    """
     session = _session_of(pipe_or_module)
     if session is None:
+        controller = controller_of(unwrap(pipe_or_module)) if isinstance(
+            pipe_or_module, torch.nn.Module) else None
+        if controller is not None:
+            owner = controller.owner
+            raise ValueError(
+                f"the cache on this {type(pipe_or_module).__name__} was enabled through "
+                f"{type(owner).__name__} (as its {controller.name!r}); call "
+                f"cache_dit.disable_cache on that {type(owner).__name__}"
+            )
         return pipe_or_module
     session.remove()
     del pipe_or_module.__dict__[_SESSION_ATTR]
     return pipe_or_module
 
 
-def reset_cache(pipe_or_module: Any) -> None:
-    """Start a new generation on the next call (for custom sampling loops on a bare transformer)."""
+def reset_cache(pipe_or_module: Any, num_inference_steps: int | None = None) -> None:
+    """Start a new generation on the next call (for custom sampling loops on a bare transformer).
+
+    ``num_inference_steps``: steps of the coming generations, for loops without a scheduler (the
+    cache then resets itself after that many steps).
+    """
     session = _session_of(pipe_or_module)
     if session is None:
         raise ValueError(f"cache is not enabled on this {type(pipe_or_module).__name__}")
+    if num_inference_steps is not None:
+        CacheOptions(num_inference_steps=num_inference_steps)  # validates, naming the value
     for controller in session.controllers:
-        controller.request_new_generation()
+        controller.request_new_generation(num_inference_steps)
 
 
 @dataclass
@@ -253,11 +227,16 @@ def _stream_label(branch: int, num_streams: int, cfg_compute_first: bool) -> str
     return names[branch] if branch < 2 else f"call{branch}"
 
 
-def summary(pipe_or_module: Any, details: bool = False, logging: bool = False) -> list[CacheSummary]:
+def summary(pipe_or_module: Any, details: bool = False, **kwargs: Any) -> list[CacheSummary]:
     """Per cached transformer: config tag, cached steps, residual diffs, block executions saved.
 
-    ``logging=True`` (or ``details=True``) also prints the report.
+    ``logging=True`` (or ``details=True``) also writes the report to the ``cache_dit.api`` logger
+    at INFO level (``logging.basicConfig(level=logging.INFO)`` shows it).
     """
+    log_report = kwargs.pop("logging", False)
+    if kwargs:
+        raise TypeError(f"summary() got unexpected keyword arguments {sorted(kwargs)}; allowed: "
+                        f"details, logging")
     session = _session_of(pipe_or_module)
     if session is None:
         raise ValueError(f"cache is not enabled on this {type(pipe_or_module).__name__}")
@@ -274,7 +253,7 @@ def summary(pipe_or_module: Any, details: bool = False, logging: bool = False) -
                 for b, s in streams.items()
             },
         ))
-    if logging or details:
+    if log_report or details:
         for item in out:
-            print(item)
+            logger.info("%s", item)
     return out

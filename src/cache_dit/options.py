@@ -254,6 +254,12 @@ class CacheOptions:
                 f"name {sorted(STEPS_MASK_PRESETS)}, got {mask!r}"
             )
         self.steps_computation_mask = [int(v) for v in mask]
+        steps = self.num_inference_steps
+        if isinstance(steps, int) and not isinstance(steps, bool) and len(mask) != steps:
+            raise ValueError(
+                f"steps_computation_mask has {len(mask)} entries but num_inference_steps is "
+                f"{steps}; give one 0/1 entry per step"
+            )
 
     def fitted_to(self, num_blocks: int, explicit: set[str]) -> "CacheOptions":
         """Options for a chain of ``num_blocks``: defaults (not user-given) Fn/Bn shrink to leave

@@ -14,7 +14,7 @@ import enum
 import inspect
 import textwrap
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -235,6 +235,21 @@ class BlockIO:
             f"return_hidden_states_first=True/False to enable_cache"
         )
 
+    def make_passthrough(self) -> Callable[[tuple, dict], Any]:
+        """A function returning a call's inputs in this block's output layout: what a skipped
+        block returns on the hot path. Specialised once (after :meth:`learn_outputs`) so a stand-in
+        costs a few dict/tuple lookups, not a generic walk over slots."""
+        if self.slots is None or self.has_value_slots:
+            raise RuntimeError(f"{self.where}: no pass-through for this output layout")
+        read_hidden, read_encoder = _reader(self.hidden), _reader(self.encoder)
+        if not self.returns_tuple:
+            return read_hidden
+        if self.slots == (Slot.ENCODER, Slot.HIDDEN):
+            return lambda args, kwargs: (read_encoder(args, kwargs), read_hidden(args, kwargs))
+        if self.slots == (Slot.HIDDEN, Slot.ENCODER):
+            return lambda args, kwargs: (read_hidden(args, kwargs), read_encoder(args, kwargs))
+        return lambda args, kwargs: self.build_output(*self.read_inputs(args, kwargs))
+
     def split_outputs(self, output: Any) -> tuple[torch.Tensor, torch.Tensor | None, tuple]:
         """(hidden, encoder or None, all outputs as a tuple)."""
         if not self.returns_tuple:
@@ -271,6 +286,22 @@ class BlockIO:
     @property
     def has_value_slots(self) -> bool:
         return bool(self.slots) and Slot.VALUE in self.slots
+
+
+def _reader(param: _Param | None) -> Callable[[tuple, dict], Any]:
+    """A reader of one input, by keyword or by position (None when absent)."""
+    if param is None:
+        return lambda args, kwargs: None
+    name, position = param.name, param.position
+    if position is None:
+        return lambda args, kwargs: kwargs.get(name)
+
+    def read(args: tuple, kwargs: dict) -> Any:
+        if name in kwargs:
+            return kwargs[name]
+        return args[position] if position < len(args) else None
+
+    return read
 
 
 def describe(io: BlockIO) -> str:

@@ -30,8 +30,9 @@ class DecisionRule(Protocol):
     def decide(self, state: Any, step: int, values: list[float]) -> tuple[bool, float]:
         """(may cache, the statistic shown in summary()) from the host copy of the parts."""
 
-    def on_compute(self, state: Any, step: int, probe: torch.Tensor) -> None:
-        """The step ran every block: update references."""
+    def on_compute(self, state: Any, step: int, probe: torch.Tensor | None) -> None:
+        """The step ran every block: update references (``probe`` is None when the probe's
+        shapes did not match)."""
 
-    def on_cache(self, state: Any, step: int, probe: torch.Tensor) -> None:
+    def on_cache(self, state: Any, step: int, probe: torch.Tensor | None) -> None:
         """The step was cached: update accumulators."""

@@ -1,10 +1,10 @@
-"""TaylorSeer: forecast a feature at a cached step from the last computed steps.
+"""TaylorSeer (Newton form): forecast a feature at a cached step from the last computed steps.
 
-The spec's formula is a Taylor expansion whose derivatives are finite differences over a fixed
-step interval N. DBCache computes steps irregularly (a cached run of 3, then a compute, ...), so
-we use *divided* differences over the real step indices instead: the Newton form of the
-polynomial through the last m+1 computed points. With equal spacing it is the spec's formula; with
-unequal spacing it stays exact for polynomials of degree m, which a fixed-N formula is not.
+DBCache computes steps irregularly (a cached run of 3, then a compute, ...), so this forecaster
+uses *divided* differences over the real step indices: the Newton polynomial through the last m+1
+computed points, exact for polynomials of degree m on any spacing. It is not the spec's Taylor
+formula (finite differences over a fixed interval, truncated series), which differs from it even
+on equal spacing for m >= 2.
 """
 
 from __future__ import annotations
@@ -48,10 +48,10 @@ class TaylorSeer:
         self.xs = ([x] + self.xs)[: self.order + 1]
         self.diffs = new_diffs
 
-    def forecast(self, x: float) -> torch.Tensor:
+    def approximate(self, x: float) -> torch.Tensor:
         """The Newton polynomial through the stored points, evaluated at step ``x``."""
         if not self.diffs:
-            raise RuntimeError("TaylorSeer.forecast called before any update")
+            raise RuntimeError("TaylorSeer.approximate called before any update")
         out = self.diffs[0]
         weight = 1.0
         for i in range(1, len(self.diffs)):
