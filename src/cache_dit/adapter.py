@@ -6,7 +6,9 @@ never seen work as long as their transformer keeps its blocks in ``nn.ModuleList
 
 from __future__ import annotations
 
+import ast
 import inspect
+import textwrap
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -49,11 +51,46 @@ def _takes_hidden_states(block: torch.nn.Module) -> bool:
     return bool(params)
 
 
+# Names a transformer's forward gives the main hidden states it threads through its blocks.
+_HIDDEN_NAMES = ("hidden_states", "x", "hidden", "img", "latents")
+
+
+def side_branch_lists(module: torch.nn.Module, names: Sequence[str]) -> set[str]:
+    """Block lists the forward loops over without threading the hidden states through them.
+
+    WanVACE's ``vace_blocks`` return ``(conditioning_states, control_hidden_states)`` hints that
+    are added to the main chain later; skipping them as part of the chain would be wrong. Read
+    from the forward's source: a ``for`` loop over ``self.<name>`` whose body never assigns a
+    hidden-states name. Unreadable source excludes nothing.
+    """
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(type(module).forward)))
+    except (OSError, TypeError, SyntaxError):
+        return set()
+    side: set[str] = set()
+    main: set[str] = set()
+    for loop in ast.walk(tree):
+        if not isinstance(loop, ast.For):
+            continue
+        iterated = {node.attr for node in ast.walk(loop.iter) if isinstance(node, ast.Attribute)
+                    and isinstance(node.value, ast.Name) and node.value.id == "self"}
+        lists = iterated & set(names)
+        if not lists:
+            continue
+        assigned = {target.id for stmt in loop.body for node in ast.walk(stmt)
+                    if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign))
+                    for tgt in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                    for target in ast.walk(tgt) if isinstance(target, ast.Name)}
+        (main if assigned & set(_HIDDEN_NAMES) else side).update(lists)
+    return side - main
+
+
 def find_block_lists(module: torch.nn.Module) -> list[tuple[str, torch.nn.ModuleList]]:
     """Direct ``nn.ModuleList`` children that look like a chain of transformer blocks.
 
     A list qualifies when it is non-empty, its name says blocks/layers (and not a UNet stage or a
-    refiner), and all entries are one class whose forward takes inputs.
+    refiner), all entries are one class whose forward takes inputs, and the forward threads the
+    hidden states through it (not a side branch such as WanVACE's ``vace_blocks``).
     """
     found = []
     for name, child in unwrap(module).named_children():
@@ -68,7 +105,8 @@ def find_block_lists(module: torch.nn.Module) -> list[tuple[str, torch.nn.Module
         if len(classes) != 1 or not _takes_hidden_states(child[0]):
             continue
         found.append((name, child))
-    return found
+    side = side_branch_lists(unwrap(module), [name for name, _ in found]) if len(found) > 1 else set()
+    return [(name, child) for name, child in found if name not in side]
 
 
 def _components(pipe: Any) -> dict[str, Any]:
