@@ -137,7 +137,7 @@ OPTION_VALUES = st.fixed_dictionaries({}, optional={
     "taylorseer_cache_type": st.sampled_from(["residual", "hidden_states", "bad"]),
     "taylorseer_kwargs": st.fixed_dictionaries({"n_derivatives": st.integers(0, 3)}),
     "steps_computation_mask": st.one_of(st.none(), st.sampled_from(["slow", "fast", "bogus"]),
-                                       st.lists(st.integers(0, 1), min_size=1, max_size=8)),
+                                       st.lists(st.integers(0, 1), min_size=8, max_size=8)),
 })
 
 

@@ -298,33 +298,11 @@ class CacheOptions:
         return list(mask)
 
     def tag(self) -> str:
-        """A short string naming this configuration, e.g. ``DBCache_F8B0_W8_MC-1_R0.12``."""
-        parts = [
-            str(self.cache_type),
-            f"F{self.Fn_compute_blocks}B{self.Bn_compute_blocks}",
-            f"W{self.warmup_steps}",
-            f"MC{self.max_cached_steps}",
-            f"R{self.residual_diff_threshold:g}",
-        ]
-        if self.Bn_compute_blocks_ids is not None:
-            ids = "-".join(str(i) for i in self.Bn_compute_blocks_ids)
-            parts.append(f"BnIds{ids}_NR{self.non_compute_blocks_diff_threshold:g}")
-        if self.max_continuous_cached_steps >= 0:
-            parts.append(f"MCC{self.max_continuous_cached_steps}")
-        if self.steps_computation_mask is not None:
-            mask = self.steps_computation_mask
-            parts.append(f"M{mask}" if isinstance(mask, str) else f"M{sum(mask)}of{len(mask)}")
-        if self.enable_taylorseer or self.enable_encoder_taylorseer:
-            kind = "" if self.taylorseer_cache_type == "residual" else "H"
-            parts.append(
-                f"T{int(self.enable_taylorseer)}E{int(self.enable_encoder_taylorseer)}"
-                f"O{self.taylorseer_order}{kind}"
-            )
-        if self.do_separate_classifier_free_guidance is not None:
-            parts.append(f"CFG{int(self.do_separate_classifier_free_guidance)}")
-        if not self.cfg_diff_compute_separate:
-            parts.append("CFGD0")
-        return "_".join(parts)
+        """A short string naming this configuration, e.g. ``DBCache_F8B0_W8_MC-1_R0.12``; it
+        parses back with :func:`cache_dit.tags.parse_tag`."""
+        from .tags import format_tag
+
+        return format_tag(self)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
