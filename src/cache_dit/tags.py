@@ -74,9 +74,11 @@ def format_tag(options: CacheOptions) -> str:
 
 def _taylor(m: re.Match) -> dict[str, Any]:
     encoder = m[2] if m[2] is not None else m[1]
-    return {"enable_taylorseer": m[1] == "1", "enable_encoder_taylorseer": encoder == "1",
-            "taylorseer_kwargs": {"n_derivatives": int(m[3])},
-            "taylorseer_cache_type": "hidden_states" if m[4] else "residual"}
+    options = {"enable_taylorseer": m[1] == "1", "enable_encoder_taylorseer": encoder == "1",
+               "taylorseer_kwargs": {"n_derivatives": int(m[3])}}
+    if m[4]:
+        options["taylorseer_cache_type"] = "hidden_states"
+    return options
 
 
 _PRESETS = "|".join(STEPS_MASK_PRESETS)
