@@ -93,13 +93,13 @@ class BlockHook(ModelHook):
     def new_forward(self, module, *args, **kwargs):
         runtime = self.runtime
         action = runtime.actions[self.index]
-        if action == _RUN:
-            return self.fn_ref.original_forward(*args, **kwargs)
-        if action == _PASS:
+        if action == _PASS:  # the hot path: most blocks of a cached step
             passthrough = self.passthrough
             if passthrough is None:
                 passthrough = self.passthrough = runtime.ios[self.index].make_passthrough()
             return passthrough(args, kwargs)
+        if action == _RUN:
+            return self.fn_ref.original_forward(*args, **kwargs)
         if action == _RUN_RECORD:
             runtime.before(self.index, args, kwargs)
             output = self.fn_ref.original_forward(*args, **kwargs)

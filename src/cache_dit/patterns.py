@@ -242,13 +242,29 @@ class BlockIO:
         if self.slots is None or self.has_value_slots:
             raise RuntimeError(f"{self.where}: no pass-through for this output layout")
         read_hidden, read_encoder = _reader(self.hidden), _reader(self.encoder)
+        hidden = self.hidden.name
+        encoder = self.encoder.name if self.encoder is not None else None
         if not self.returns_tuple:
-            return read_hidden
-        if self.slots == (Slot.ENCODER, Slot.HIDDEN):
-            return lambda args, kwargs: (read_encoder(args, kwargs), read_hidden(args, kwargs))
-        if self.slots == (Slot.HIDDEN, Slot.ENCODER):
-            return lambda args, kwargs: (read_hidden(args, kwargs), read_encoder(args, kwargs))
-        return lambda args, kwargs: self.build_output(*self.read_inputs(args, kwargs))
+            def single(args: tuple, kwargs: dict) -> Any:
+                try:  # the common call: by keyword
+                    return kwargs[hidden]
+                except KeyError:
+                    return read_hidden(args, kwargs)
+            return single
+        pair = {(Slot.ENCODER, Slot.HIDDEN): (encoder, hidden),
+                (Slot.HIDDEN, Slot.ENCODER): (hidden, encoder)}.get(self.slots)
+        if pair is None or encoder is None:
+            return lambda args, kwargs: self.build_output(*self.read_inputs(args, kwargs))
+        first, second = pair
+        read_first, read_second = (read_encoder, read_hidden) if first == encoder else (
+            read_hidden, read_encoder)
+
+        def two(args: tuple, kwargs: dict) -> tuple:
+            try:  # the common call: both by keyword
+                return kwargs[first], kwargs[second]
+            except KeyError:
+                return read_first(args, kwargs), read_second(args, kwargs)
+        return two
 
     def split_outputs(self, output: Any) -> tuple[torch.Tensor, torch.Tensor | None, tuple]:
         """(hidden, encoder or None, all outputs as a tuple)."""
