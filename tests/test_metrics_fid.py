@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cache_dit.metrics import FrechetInceptionDistance, WeightsNotFoundError, fid_from_features, frechet_distance
-from cache_dit.metrics.fid import feature_stats, resize_tf_bilinear
+from cache_dit.metrics.fid import feature_stats, fid_from_stats_and_features, resize_tf_bilinear
 
 torch.set_num_threads(1)
 
@@ -99,6 +99,29 @@ def test_gram_route_agrees_with_full_sqrtm(n1, n2):
     f2 = rng.normal(0.3, 1.0, size=(n2, 64)) @ rng.normal(size=(64, 64))
     full = frechet_distance(*feature_stats(f1), *feature_stats(f2))  # singular covariances when n < 64
     assert fid_from_features(f1, f2) == pytest.approx(full, rel=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")  # the full route's singular S1 S2
+@pytest.mark.parametrize("n", [2, 8, 63])
+def test_stats_against_few_samples_matches_full_sqrtm(n):
+    """The bench's route (shipped reference statistics vs a few samples) uses an n x n matrix."""
+    rng = np.random.default_rng(n)
+    mu, sigma = feature_stats(rng.normal(size=(500, 64)) @ rng.normal(size=(64, 64)))  # full rank
+    samples = rng.normal(0.3, 1.0, size=(n, 64)) @ rng.normal(size=(64, 64))
+    full = frechet_distance(mu, sigma, *feature_stats(samples))
+    assert full > 0
+    assert fid_from_stats_and_features(mu, sigma, samples) == pytest.approx(full, rel=1e-6)
+
+
+def test_stats_against_many_samples_is_the_full_formula_and_shapes_are_checked():
+    rng = np.random.default_rng(0)
+    mu, sigma = feature_stats(rng.normal(size=(100, 16)))
+    samples = rng.normal(size=(16, 16))  # n == dim: no low-rank shortcut
+    assert fid_from_stats_and_features(mu, sigma, samples) == frechet_distance(mu, sigma, *feature_stats(samples))
+    with pytest.raises(ValueError, match=r"features \(N, D\), got \(16,\), \(16, 16\), \(4, 15\)"):
+        fid_from_stats_and_features(mu, sigma, samples[:4, :15])
+    with pytest.raises(ValueError, match="at least 2 images per set, got 1"):
+        fid_from_stats_and_features(mu, sigma, samples[:1])
 
 
 def test_frechet_distance_closed_form():

@@ -133,6 +133,35 @@ def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
     return max(float(diff @ diff) + tr1 + tr2 - 2.0 * float(np.trace(root)), 0.0)
 
 
+def fid_from_stats_and_features(mu: np.ndarray, sigma: np.ndarray, features: np.ndarray) -> float:
+    """FID between a set known only by its statistics (mu, sigma) and a feature set (N, D).
+
+    For a shipped reference (full-rank sigma) against a few samples: with N < D
+    the sample covariance is A^T A / (N-1), A the centred features, and
+    tr sqrt(sigma S) equals tr sqrt(M) for the N x N matrix M = A sigma A^T / (N-1)
+    (same non-zero eigenvalues), so a 2048x2048 ``sqrtm`` (minutes on a busy
+    CPU) becomes an eigen-decomposition of N x N.
+    """
+    mu = np.atleast_1d(np.asarray(mu, dtype=np.float64))
+    sigma = np.atleast_2d(np.asarray(sigma, dtype=np.float64))
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or sigma.shape != (mu.size, mu.size) or f.shape[1] != mu.size:
+        raise ValueError(f"FID: need mu (D,), sigma (D, D) and features (N, D), got {mu.shape}, {sigma.shape}, {f.shape}")
+    n, dim = f.shape
+    if n < 2:
+        raise ValueError(f"FID needs at least 2 images per set, got {n}")
+    if n >= dim:
+        return frechet_distance(mu, sigma, *feature_stats(f))
+    mean = f.mean(axis=0)
+    a = f - mean
+    m = (a @ sigma @ a.T) / (n - 1)
+    eigenvalues = np.linalg.eigvalsh((m + m.T) / 2)  # symmetric PSD in exact arithmetic
+    trace_root = float(np.sqrt(np.clip(eigenvalues, 0.0, None)).sum())
+    diff = mu - mean
+    trace_sample = float((a * a).sum()) / (n - 1)
+    return max(float(diff @ diff) + float(np.trace(sigma)) + trace_sample - 2.0 * trace_root, 0.0)
+
+
 class FrechetInceptionDistance:
     """FID between two image sets (directories or sequences of images), unpaired."""
 
