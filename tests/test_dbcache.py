@@ -209,14 +209,24 @@ def test_failed_enable_leaves_pipeline_exactly_as_it_was(pipe, reference):
 
 
 def test_default_options_fit_small_models_but_explicit_ones_do_not(pipe, reference):
-    ref, _ = reference
+    ref, calibration = reference
     cache_dit.enable_cache(pipe)  # default F8 on a 6-block chain: F5, one block left to skip
     assert cache_dit.summary(pipe)[0].tag == "DBCache_F5B0_W8_MC-1_R0.12"
-    out = run(pipe, steps=STEPS)
+    # the fitted F5 with a threshold that caches: only the one block after F5 is stood in for
+    cache_dit.enable_cache(pipe, **_always())
     stats = cache_dit.summary(pipe)[0]
-    assert all(step >= 8 for step in stats.cached_steps)
-    if not stats.cached_steps:
-        assert torch.equal(out, ref)
+    assert stats.tag == "DBCache_F5B0_W8_MC-1_R1e+09"
+    warmup = cache_dit.CacheOptions().warmup_steps
+    with _counter(pipe, calibration).count() as executed:
+        out = run(pipe, steps=STEPS)
+    stats = cache_dit.summary(pipe)[0]
+    assert len(stats.cached_steps) > 0, "the fitted F5 must cache something for this test to mean anything"
+    assert stats.cached_steps == list(range(warmup, STEPS))
+    per_block = executed["per_block"]
+    assert [per_block[i] for i in range(NUM_BLOCKS - 1)] == [STEPS] * (NUM_BLOCKS - 1)
+    assert per_block[NUM_BLOCKS - 1] == warmup
+    assert stats.blocks_saved_fraction == pytest.approx((STEPS - warmup) / (STEPS * NUM_BLOCKS))
+    assert not torch.equal(out, ref)
     with pytest.raises(ValueError, match=r"Fn_compute_blocks \(8\).*exceeds the 6"):
         cache_dit.enable_cache(pipe, Fn_compute_blocks=8)
 

@@ -197,7 +197,8 @@ def test_torch_compile_matches_eager_and_does_not_recompile_between_steps():
 
     pipe = make_flux(double=1, single=2)
     cache_dit.enable_cache(pipe, **options)
-    pipe.transformer = torch.compile(pipe.transformer)
+    # eager backend: recompiles are Dynamo's (guards, graph breaks); inductor codegen adds only minutes
+    pipe.transformer = torch.compile(pipe.transformer, backend="eager")
     counters.clear()
     first = run(pipe, steps=8, size=16)  # compiles computed and cached variants
     frames_after_first = counters["frames"]["ok"]

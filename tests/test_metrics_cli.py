@@ -40,7 +40,9 @@ def dirs(tmp_path_factory) -> tuple[Path, Path]:
 
 def run_json(capsys, *argv: str) -> dict:
     assert main([*argv, "--json", "--no-progress"]) == 0
-    return json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    assert captured.err == ""  # a clean run prints no warnings (e.g. sqrtm's "Matrix is singular")
+    return json.loads(captured.out)
 
 
 def test_console_script_help():
@@ -145,3 +147,31 @@ def test_missing_weights_message_in_subprocess(dirs, tmp_path):
         f"cache-dit-metrics-cli: error: {tmp_path / 'no_inception.pt'}: FID Inception weights file not found "
         "(given by CACHE_DIT_FID_WEIGHTS)"
     )
+
+
+def test_image_inputs_never_import_pyav(dirs):
+    """PyAV is for videos only: a full image run (every metric, FID included) leaves it unimported."""
+    a, b = dirs
+    script = ("import sys\nfrom cache_dit.metrics.cli import main\n"
+              "code = main(sys.argv[1:])\nprint('av' in sys.modules)\nsys.exit(code)")
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # as in-process (conftest): 2.5x faster on a busy 2-core box
+    out = subprocess.run([sys.executable, "-c", script, "all", "-i1", str(a), "-i2", str(b), "--json", "--no-progress"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    *report, av_imported = out.stdout.strip().splitlines()
+    assert set(json.loads("\n".join(report))["metrics"]) == {"psnr", "ssim", "mse", "lpips", "fid"}
+    assert av_imported == "False"
+
+
+def test_video_inputs_without_pyav_are_a_one_line_error(tmp_path):
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    a.write_bytes(b"not decoded: PyAV is missing"), b.write_bytes(b"not decoded: PyAV is missing")
+    script = ("import sys\nsys.modules['av'] = None  # what an environment without PyAV sees\n"
+              "from cache_dit.metrics.cli import main\nsys.exit(main(sys.argv[1:]))")
+    out = subprocess.run([sys.executable, "-c", script, "psnr", "-v1", str(a), "-v2", str(b)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1
+    assert out.stdout == "" and "Traceback" not in out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("cache-dit-metrics-cli: error: video inputs need PyAV")
+    assert "pip install av" in line

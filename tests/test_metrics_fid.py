@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -10,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cache_dit.metrics import FrechetInceptionDistance, WeightsNotFoundError, fid_from_features, frechet_distance
-from cache_dit.metrics.fid import feature_stats, resize_tf_bilinear
+from cache_dit.metrics.fid import feature_stats, fid_from_stats_and_features, resize_tf_bilinear
 
 torch.set_num_threads(1)
 
@@ -98,7 +100,52 @@ def test_gram_route_agrees_with_full_sqrtm(n1, n2):
     f1 = rng.normal(size=(n1, 64)) @ rng.normal(size=(64, 64))
     f2 = rng.normal(0.3, 1.0, size=(n2, 64)) @ rng.normal(size=(64, 64))
     full = frechet_distance(*feature_stats(f1), *feature_stats(f2))  # singular covariances when n < 64
-    assert fid_from_features(f1, f2) == pytest.approx(full, rel=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the Gram matrix is singular too (rank n - 1), and that is no warning
+        ours = fid_from_features(f1, f2)
+    assert ours == pytest.approx(full, rel=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")  # the full route's singular S1 S2
+@pytest.mark.parametrize("n", [2, 8, 63])
+def test_stats_against_few_samples_matches_full_sqrtm(n):
+    """The bench's route (shipped reference statistics vs a few samples) uses an n x n matrix."""
+    rng = np.random.default_rng(n)
+    mu, sigma = feature_stats(rng.normal(size=(500, 64)) @ rng.normal(size=(64, 64)))  # full rank
+    samples = rng.normal(0.3, 1.0, size=(n, 64)) @ rng.normal(size=(64, 64))
+    full = frechet_distance(mu, sigma, *feature_stats(samples))
+    assert full > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = fid_from_stats_and_features(mu, sigma, samples)
+    assert ours == pytest.approx(full, rel=1e-6)
+
+
+def test_stats_against_many_samples_is_the_full_formula_and_shapes_are_checked():
+    rng = np.random.default_rng(0)
+    mu, sigma = feature_stats(rng.normal(size=(100, 16)))
+    samples = rng.normal(size=(16, 16))  # n == dim: no low-rank shortcut
+    assert fid_from_stats_and_features(mu, sigma, samples) == frechet_distance(mu, sigma, *feature_stats(samples))
+    with pytest.raises(ValueError, match=r"features \(N, D\), got \(16,\), \(16, 16\), \(4, 15\)"):
+        fid_from_stats_and_features(mu, sigma, samples[:4, :15])
+    with pytest.raises(ValueError, match="at least 2 images per set, got 1"):
+        fid_from_stats_and_features(mu, sigma, samples[:1])
+
+
+def test_two_images_per_set_match_the_closed_form_without_warnings():
+    """n = 2: S = d d^T / 2 (d the difference of the two rows), so tr sqrt(S1 S2) = |d1 . d2| / 2.
+
+    Their Gram matrix is exactly singular, which scipy's sqrtm reported as a
+    "Matrix is singular" warning on every such call (the CLI printed it)."""
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        f1, f2 = (rng.integers(0, 3, size=(2, 16)).astype(np.float64) * 2 for _ in range(2))
+        d1, d2 = f1[1] - f1[0], f2[1] - f2[0]
+        mean_gap = f1.mean(axis=0) - f2.mean(axis=0)
+        closed = mean_gap @ mean_gap + d1 @ d1 / 2 + d2 @ d2 / 2 - abs(d1 @ d2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert fid_from_features(f1, f2) == pytest.approx(closed, rel=1e-12)
 
 
 def test_frechet_distance_closed_form():

@@ -123,6 +123,11 @@ def test_load_options_yaml(tmp_path):
         cache_dit.load_options(path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         cache_dit.load_options(tmp_path / "missing.yaml")
+    head = "Fn_compute_blocks: 1\n# caf"
+    path.write_bytes(f"{head}é\n".encode("latin-1"))  # é is byte 0xe9, which is not UTF-8
+    with pytest.raises(ValueError, match=rf"cache.yaml' is not UTF-8 text \(byte 0xe9 at offset {len(head)}\)") as error:
+        cache_dit.load_options(path)
+    assert not isinstance(error.value, UnicodeDecodeError) and str(path) in str(error.value)
 
 
 OPTION_VALUES = st.fixed_dictionaries({}, optional={

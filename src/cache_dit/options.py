@@ -338,11 +338,17 @@ def load_options(path: str | os.PathLike) -> dict[str, Any]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"cache options file {path!r} does not exist")
-    with open(path, encoding="utf-8") as handle:
-        try:
-            data = yaml.safe_load(handle)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"cache options file {path!r} is not valid YAML: {exc}") from None
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"cache options file {path!r} is not UTF-8 text (byte 0x{raw[exc.start]:02x} "
+                         f"at offset {exc.start}); save it as UTF-8") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"cache options file {path!r} is not valid YAML: {exc}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -1,7 +1,8 @@
 """``cache-dit-metrics-cli``: compare reference and test images or videos from the shell.
 
 Errors a user can fix (missing paths, unpaired directories, size mismatches,
-unreadable files, missing weights) print one line on stderr and exit 1.
+unreadable files, missing weights, PyAV missing for video inputs) print one
+line on stderr and exit 1. Image inputs never import PyAV.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import math
 import sys
 import warnings
 from typing import Optional, Sequence
+
+from .deps import MissingDependencyError, require_pyav
 
 PROG = "cache-dit-metrics-cli"
 METRICS = ("psnr", "ssim", "mse", "lpips", "fid")
@@ -77,16 +80,17 @@ def run(metric: str, kind: str, a: str, b: str, args: argparse.Namespace) -> dic
     """Compute the requested metric(s); heavy imports happen here so ``-h`` stays fast."""
     from pathlib import Path
 
-    from .fid import FrechetInceptionDistance
-    from .image import compute_image_metrics
-    from .video import compute_video_metrics
-
     progress = False if args.no_progress else None
     is_dirs = Path(a).is_dir() and Path(b).is_dir()
     if metric == "fid" and kind == "video":
         raise ValueError(f"{a}: FID compares image sets; use -i1/-i2 with image directories")
     if metric == "fid" and not is_dirs:
         raise ValueError(f"{a} and {b}: FID needs two image directories, not single files")
+    if kind == "video":
+        require_pyav()  # before torch and the networks load: a missing PyAV fails in a second
+    from .fid import FrechetInceptionDistance
+    from .image import compute_image_metrics
+
     pair_metrics = ("psnr", "ssim", "mse", "lpips") if metric == "all" else () if metric == "fid" else (metric,)
     opts = dict(lpips_net=args.lpips_net, lpips_weights=args.lpips_weights, batch_size=args.batch_size,
                 device=args.device, progress=progress)
@@ -95,8 +99,12 @@ def run(metric: str, kind: str, a: str, b: str, args: argparse.Namespace) -> dic
         fid = FrechetInceptionDistance(args.fid_weights, batch_size=args.batch_size, device=args.device, progress=progress)
     results: dict[str, tuple[float, int]] = {}
     if pair_metrics:
-        compute = compute_image_metrics if kind == "image" else compute_video_metrics
-        results.update(compute(a, b, pair_metrics, **opts))
+        if kind == "image":
+            results.update(compute_image_metrics(a, b, pair_metrics, **opts))
+        else:
+            from .video import compute_video_metrics
+
+            results.update(compute_video_metrics(a, b, pair_metrics, **opts))
     if fid is not None:
         results["fid"] = fid.compute_fid(a, b)
     return results
@@ -133,7 +141,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = show_warning
             results = run(args.metric, kind, a, b, args)
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, TypeError, MissingDependencyError) as exc:
         msg = " ".join(str(exc).split()) or exc.__class__.__name__
         print(f"{PROG}: error: {msg}", file=sys.stderr)
         return 1

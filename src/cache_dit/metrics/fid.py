@@ -82,6 +82,18 @@ def _real_sqrtm(m: np.ndarray) -> Optional[np.ndarray]:
     return root
 
 
+def _trace_sqrt_psd(m: np.ndarray) -> float:
+    """tr sqrt(M) of a small matrix that is symmetric PSD in exact arithmetic, as the sum of root eigenvalues.
+
+    The small FID matrices are singular by construction (centred features: rank N-1), which
+    ``sqrtm`` handles with a "Matrix is singular" warning; ``eigvalsh`` handles it exactly.
+    """
+    eigenvalues = np.linalg.eigvalsh((m + m.T) / 2)
+    if not np.isfinite(eigenvalues).all():
+        raise ValueError("FID: covariance square root is not finite")
+    return float(np.sqrt(np.clip(eigenvalues, 0.0, None)).sum())
+
+
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6) -> float:
     """||mu1 - mu2||^2 + tr(S1 + S2 - 2 sqrt(S1 S2)), with a diagonal offset when S1 S2 is singular."""
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
@@ -121,16 +133,37 @@ def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
     a1, a2 = f1 - mu1, f2 - mu2
     k = (a1 @ a2.T) / math.sqrt((n1 - 1) * (n2 - 1))
     gram = k @ k.T if n1 <= n2 else k.T @ k
-    gram = (gram + gram.T) / 2  # symmetric PSD in exact arithmetic
-    root = _real_sqrtm(gram)
-    if root is None:
-        root = _real_sqrtm(gram + np.eye(len(gram)) * 1e-12 * max(np.trace(gram), 1.0))
-        if root is None:
-            raise ValueError("FID: covariance square root is not finite")
     diff = mu1 - mu2
     tr1 = float((a1 * a1).sum()) / (n1 - 1)
     tr2 = float((a2 * a2).sum()) / (n2 - 1)
-    return max(float(diff @ diff) + tr1 + tr2 - 2.0 * float(np.trace(root)), 0.0)
+    return max(float(diff @ diff) + tr1 + tr2 - 2.0 * _trace_sqrt_psd(gram), 0.0)
+
+
+def fid_from_stats_and_features(mu: np.ndarray, sigma: np.ndarray, features: np.ndarray) -> float:
+    """FID between a set known only by its statistics (mu, sigma) and a feature set (N, D).
+
+    For a shipped reference (full-rank sigma) against a few samples: with N < D
+    the sample covariance is A^T A / (N-1), A the centred features, and
+    tr sqrt(sigma S) equals tr sqrt(M) for the N x N matrix M = A sigma A^T / (N-1)
+    (same non-zero eigenvalues), so a 2048x2048 ``sqrtm`` (minutes on a busy
+    CPU) becomes an eigen-decomposition of N x N.
+    """
+    mu = np.atleast_1d(np.asarray(mu, dtype=np.float64))
+    sigma = np.atleast_2d(np.asarray(sigma, dtype=np.float64))
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or sigma.shape != (mu.size, mu.size) or f.shape[1] != mu.size:
+        raise ValueError(f"FID: need mu (D,), sigma (D, D) and features (N, D), got {mu.shape}, {sigma.shape}, {f.shape}")
+    n, dim = f.shape
+    if n < 2:
+        raise ValueError(f"FID needs at least 2 images per set, got {n}")
+    if n >= dim:
+        return frechet_distance(mu, sigma, *feature_stats(f))
+    mean = f.mean(axis=0)
+    a = f - mean
+    diff = mu - mean
+    trace_sample = float((a * a).sum()) / (n - 1)
+    trace_root = _trace_sqrt_psd((a @ sigma @ a.T) / (n - 1))
+    return max(float(diff @ diff) + float(np.trace(sigma)) + trace_sample - 2.0 * trace_root, 0.0)
 
 
 class FrechetInceptionDistance:

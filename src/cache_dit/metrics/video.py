@@ -1,5 +1,7 @@
 """Frame-wise video metrics, decoding with PyAV one frame at a time.
 
+PyAV is imported when a video is read (see :mod:`.deps`), so image-only use never loads it.
+
 Frames are compared in decode order and averaged over every frame of every
 video pair, so a directory result is ``(mean over all frames, total frames)``.
 """
@@ -12,10 +14,10 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Union
 
-import av
 import numpy as np
 from tqdm import tqdm
 
+from .deps import require_pyav
 from .image import IMAGE_METRICS, PairMetrics, Result
 from .io import VIDEO_EXTS, is_dir_input, pair_files
 
@@ -24,6 +26,7 @@ PathLike = Union[str, os.PathLike]
 
 def iter_frames(path: PathLike) -> Iterator[np.ndarray]:
     """Decoded frames of the first video stream as HxWx3 uint8 RGB arrays."""
+    av = require_pyav()
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such file")
@@ -72,6 +75,7 @@ def compute_video_metrics(
     progress: Optional[bool] = None,
 ) -> dict[str, Result]:
     """Frame-wise metrics of two videos or two directories of videos paired by name."""
+    require_pyav()  # before the LPIPS weights load and the pairs are listed
     acc = PairMetrics(tuple(metrics), lpips_net, lpips_weights, batch_size, device)
     pairs = pair_files(a, b, VIDEO_EXTS) if is_dir_input(a, b) else [(Path(a), Path(b))]
     show = sys.stderr.isatty() if progress is None else progress

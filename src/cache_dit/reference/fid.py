@@ -63,9 +63,9 @@ def fid_against_test_set(
 ) -> float:
     """FID of generated images against the shipped test-set statistics (grey images are fed as RGB)."""
     from cache_dit.metrics import FrechetInceptionDistance
-    from cache_dit.metrics.fid import feature_stats, frechet_distance
+    from cache_dit.metrics.fid import fid_from_stats_and_features
 
     fid = fid if fid is not None else FrechetInceptionDistance()
-    mu, sigma = feature_stats(fid.features(to_uint8_images(images)))
+    features = fid.features(to_uint8_images(images))
     reference_mu, reference_sigma = load_test_set_statistics(stats_path)
-    return float(frechet_distance(reference_mu, reference_sigma, mu, sigma))
+    return fid_from_stats_and_features(reference_mu, reference_sigma, features)
