@@ -23,15 +23,17 @@ def valid_options(draw) -> CacheOptions:
     mask = draw(st.one_of(
         st.none(), st.sampled_from(["slow", "medium", "fast", "ultra"]),
         st.lists(st.integers(0, 1), min_size=steps or 1, max_size=steps or 12)))
+    budget = draw(st.one_of(st.none(), st.floats(0.01, 1.0), st.just(0.5)))
     return CacheOptions(
+        compute_budget=budget,
         Fn_compute_blocks=draw(st.integers(1, 12)),
         Bn_compute_blocks=bn,
         Bn_compute_blocks_ids=draw(st.one_of(
             st.none(), st.lists(st.integers(0, bn - 1), max_size=bn, unique=True))) if bn else None,
         non_compute_blocks_diff_threshold=draw(_THRESHOLDS),
-        residual_diff_threshold=draw(_THRESHOLDS),
+        residual_diff_threshold=0.12 if budget is not None else draw(_THRESHOLDS),
         warmup_steps=draw(st.integers(0, 30)),
-        max_cached_steps=draw(st.integers(-1, 30)),
+        max_cached_steps=-1 if budget is not None else draw(st.integers(-1, 30)),
         max_continuous_cached_steps=draw(st.integers(-1, 5)),
         steps_computation_mask=mask,
         enable_taylorseer=draw(st.booleans()),

@@ -187,6 +187,7 @@ class CacheSummary:
     block_lists: dict[str, int]
     patterns: dict[str, str]
     streams: dict[str, StreamStats] = field(default_factory=dict)
+    compute_budget: float | None = None  # the fraction of block executions asked for, if any
 
     @property
     def cached_steps(self) -> list[int]:
@@ -205,11 +206,19 @@ class CacheSummary:
         total = sum(s.blocks_total for s in self.streams.values())
         return 1.0 - run / total if total else 0.0
 
+    @property
+    def kept_fraction(self) -> float:
+        """Block executions kept over the last generation (all streams): 1 - saved."""
+        return 1.0 - self.blocks_saved_fraction
+
     def __str__(self) -> str:
         lists = ", ".join(f"{name}[{n}]" for name, n in self.block_lists.items())
         lines = [f"{self.name}: {self.tag}  blocks: {lists}",
                  f"  patterns: {self.patterns}",
                  f"  block executions saved: {self.blocks_saved_fraction:.1%}"]
+        if self.compute_budget is not None:
+            lines.append(f"  compute budget: {self.compute_budget:.1%} kept asked, "
+                         f"{self.kept_fraction:.1%} kept")
         for label, stats in self.streams.items():
             diffs = ", ".join(f"{step}:{diff:.3f}" for step, diff in sorted(stats.residual_diffs.items()))
             lines.append(
@@ -252,6 +261,7 @@ def summary(pipe_or_module: Any, details: bool = False, **kwargs: Any) -> list[C
                 _stream_label(b, len(streams), controller.options.cfg_compute_first): s.stats
                 for b, s in streams.items()
             },
+            compute_budget=controller.options.compute_budget,
         ))
     if log_report or details:
         for item in out:

@@ -22,7 +22,7 @@ from .options import CacheOptions
 from .parallel import ContextParallelSync
 from .patterns import BlockIO, ForwardPattern, describe
 from .plan import ChainPlan, Mode
-from .rules import make_rule
+from .rules import StepSchedule, make_rule
 from .runtime import CallState, Runtime
 from .stream import StreamState
 
@@ -59,7 +59,7 @@ class CacheController:
         ]
         self.blocks = [block for _, _, block in blocks]
         self.plan = ChainPlan([(block_name, seg) for block_name, seg, _ in blocks], options)
-        self.rule = make_rule(options)
+        self.rule = make_rule(options, self.plan)
         as_value = options.taylorseer_cache_type == "hidden_states"
         self.runtime = Runtime(
             self.plan, self.ios,
@@ -72,6 +72,7 @@ class CacheController:
         self.streams: dict[int, StreamState] = {}
         self._leader: dict[int, tuple[bool, float | None]] = {}
         self._mask: list[int] | None = options.compute_mask(options.num_inference_steps)
+        self._schedule = StepSchedule(options.num_inference_steps, frozenset())
         self._warned: set[str] = set()
         # What enable_cache was called on: its scheduler (read at every call) places the steps.
         self.owner: Any = transformer
@@ -142,6 +143,9 @@ class CacheController:
             self._warn_once("steps", f"num_inference_steps={bare} is ignored on {self.name}: its "
                                      f"pipeline's scheduler runs {num_steps} steps")
         self._mask = self._mask_for(num_steps)
+        forced = set(range(self.options.warmup_steps))
+        forced.update(step for step, must in enumerate(self._mask or ()) if must)
+        self._schedule = StepSchedule(num_steps, frozenset(forced))
         self.streams = {}
         self._leader = {}
         reset_reducer = getattr(self.diff_reducer, "new_generation", None)
@@ -169,7 +173,8 @@ class CacheController:
         order = opts.taylorseer_order
         hidden = "taylorseer" if opts.enable_taylorseer else "reuse"
         encoder = "taylorseer" if opts.enable_encoder_taylorseer else "reuse"
-        return StreamState(self.rule.new_state(), lambda: make_calibrator(hidden, order),
+        return StreamState(self.rule.new_state(self._schedule),
+                           lambda: make_calibrator(hidden, order),
                            lambda: make_calibrator(encoder, order))
 
     # ------------------------------------------------------------------ per call

@@ -37,6 +37,7 @@ class CacheType(str, enum.Enum):
 DBCache = CacheType.DBCache
 
 TAYLORSEER_CACHE_TYPES = ("residual", "hidden_states")
+BUDGET_WARMUP_STEPS = 0  # under compute_budget the rule protects a head proportional to the steps
 
 # Steps-computation presets: (first steps always computed, compute every k-th step after them,
 # last steps always computed). Steps outside the mask still follow the residual-diff threshold.
@@ -141,6 +142,10 @@ class CacheOptions:
             second branch of a step reuse the first branch's decision.
         num_inference_steps: for a bare transformer in a custom loop: steps per generation, so
             the cache resets by itself (pipelines report it through their scheduler).
+        compute_budget: keep this fraction of the block executions of every generation, in
+            (0, 1]; replaces ``residual_diff_threshold`` (steps compute where the measured change
+            is largest, see :mod:`cache_dit.rules.budget`). Unless given, ``warmup_steps`` is 0: the
+            budget protects the first 15% of the steps itself.
     """
 
     cache_type: CacheType = DBCache
@@ -161,6 +166,7 @@ class CacheOptions:
     cfg_compute_first: bool = False
     cfg_diff_compute_separate: bool = True
     num_inference_steps: int | None = None
+    compute_budget: float | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -187,6 +193,13 @@ class CacheOptions:
             opts["taylorseer_kwargs"] = {"n_derivatives": 2, **opts["taylorseer_kwargs"]}
         elif "taylorseer_kwargs" in opts:
             opts["taylorseer_kwargs"] = {"n_derivatives": 2}
+        if opts.get("compute_budget") is not None:
+            for name in ("residual_diff_threshold", "max_cached_steps"):
+                if name in opts:
+                    raise ValueError(
+                        f"compute_budget={opts['compute_budget']!r} sets how many steps are cached; "
+                        f"it cannot be combined with {name}={opts[name]!r}")
+            opts.setdefault("warmup_steps", BUDGET_WARMUP_STEPS)
         if opts.get("Bn_compute_blocks_ids") is not None:
             ids = opts["Bn_compute_blocks_ids"]
             if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
@@ -213,6 +226,20 @@ class CacheOptions:
         )
         if self.num_inference_steps is not None:
             _check_int("num_inference_steps", self.num_inference_steps, 1)
+        if self.compute_budget is not None:
+            budget = self.compute_budget
+            if isinstance(budget, bool) or not isinstance(budget, (int, float)):
+                raise TypeError(f"compute_budget must be a number in (0, 1], got {budget!r}")
+            if not 0 < budget <= 1:
+                raise ValueError(
+                    f"compute_budget must be in (0, 1] (the fraction of block executions kept), "
+                    f"got {budget}")
+            defaults = CacheOptions.__dataclass_fields__
+            for name in ("residual_diff_threshold", "max_cached_steps"):
+                if getattr(self, name) != defaults[name].default:
+                    raise ValueError(
+                        f"compute_budget={budget} sets how many steps are cached; it cannot be "
+                        f"combined with {name}={getattr(self, name)!r}")
         if self.Bn_compute_blocks_ids is not None:
             for block_id in self.Bn_compute_blocks_ids:
                 _check_int("each Bn_compute_blocks_ids entry", block_id, 0)

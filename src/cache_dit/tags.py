@@ -20,6 +20,7 @@ carry the same tag and any tag parses back to the options that made it (``summar
     CFGD0          cfg_diff_compute_separate=False
     CF1            cfg_compute_first=True
     N<n>           num_inference_steps
+    BUD<x>         compute_budget
 """
 
 from __future__ import annotations
@@ -44,8 +45,11 @@ def _num(value: float) -> str:
 def format_tag(options: CacheOptions) -> str:
     """The tag of ``options``: every non-default setting, in a fixed order."""
     o, d = options, _DEFAULTS
-    parts = [str(o.cache_type), f"F{o.Fn_compute_blocks}B{o.Bn_compute_blocks}",
-             f"W{o.warmup_steps}", f"MC{o.max_cached_steps}", f"R{_num(o.residual_diff_threshold)}"]
+    parts = [str(o.cache_type), f"F{o.Fn_compute_blocks}B{o.Bn_compute_blocks}", f"W{o.warmup_steps}"]
+    if o.compute_budget is None:
+        parts += [f"MC{o.max_cached_steps}", f"R{_num(o.residual_diff_threshold)}"]
+    else:  # the budget sets how many steps are cached: no threshold, no cap
+        parts.append(f"BUD{_num(o.compute_budget)}")
     if o.Bn_compute_blocks_ids is not None:
         parts.append("BnIds" + "-".join(str(i) for i in o.Bn_compute_blocks_ids))
     if o.Bn_compute_blocks_ids is not None or (
@@ -100,9 +104,10 @@ _TOKENS: list[tuple[re.Pattern, Callable[[re.Match], dict[str, Any]]]] = [
     (re.compile(r"CFG([01])"), lambda m: {"do_separate_classifier_free_guidance": m[1] == "1"}),
     (re.compile(r"CF1"), lambda m: {"cfg_compute_first": True}),
     (re.compile(r"N(\d+)"), lambda m: {"num_inference_steps": int(m[1])}),
+    (re.compile(r"BUD" + _NUMBER), lambda m: {"compute_budget": float(m[1])}),
 ]
 _TOKEN_HELP = ("F<n>B<m>, W<n>, MC<n>, R<x>, BnIds<i-j>, NR<x>, MCC<n>, M<preset|bits>, "
-               "T<0|1>[E<0|1>]O<m>[H], CFG<0|1>, CFGD0, CF1, N<n>")
+               "T<0|1>[E<0|1>]O<m>[H], CFG<0|1>, CFGD0, CF1, N<n>, BUD<x>")
 
 
 def tag_options(tag: str) -> dict[str, Any]:

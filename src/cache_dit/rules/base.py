@@ -9,19 +9,29 @@ rule creates, so two CFG branches or two pipelines never share anything.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["DecisionRule"]
+__all__ = ["DecisionRule", "StepSchedule"]
+
+
+@dataclass(frozen=True)
+class StepSchedule:
+    """What the controller knows about a generation before it starts."""
+
+    num_steps: int | None
+    forced: frozenset[int]  # steps that compute whatever the rule says (warmup, mask)
 
 
 @runtime_checkable
 class DecisionRule(Protocol):
     """A cache decision from the probe residual of the first-n blocks."""
 
-    def new_state(self) -> Any:
-        """Fresh per-stream state (a new generation, or a new CFG branch)."""
+    def new_state(self, schedule: StepSchedule) -> Any:
+        """Fresh per-stream state (a new generation, or a new CFG branch); ``schedule`` says how
+        many steps the generation has (when known) and which must compute anyway."""
 
     def parts(self, state: Any, step: int, probe: torch.Tensor) -> torch.Tensor | None:
         """Sums that make up the statistic (e.g. ``[sum|p - p_ref|, sum|p_ref|]``), or None

@@ -49,7 +49,7 @@ class ResidualDiffRule:
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
 
-    def new_state(self) -> ResidualDiffState:
+    def new_state(self, schedule: object = None) -> ResidualDiffState:
         return ResidualDiffState()
 
     def parts(self, state: ResidualDiffState, step: int, probe: torch.Tensor) -> torch.Tensor | None:
