@@ -135,3 +135,35 @@ def test_a_bare_transformer_needs_the_step_count():
     cache_dit.enable_cache(pipe.transformer, compute_budget=0.5, Fn_compute_blocks=1)
     with pytest.raises(ValueError, match="needs the number of steps"):
         run(pipe, steps=6)
+
+
+def test_calibrate_picks_the_best_candidate_at_the_target_and_saves_it(reference, tmp_path):
+    calls = [dict(class_labels=[2], num_inference_steps=20, guidance_scale=2.5, output_type="pt"),
+             dict(class_labels=[8], num_inference_steps=24, guidance_scale=2.5, output_type="pt",
+                  generator=torch.Generator().manual_seed(5))]
+    path = tmp_path / "cache.yaml"
+    result = cache_dit.calibrate(reference, calls=calls, target=0.5, save=path,
+                                 candidates=[{"Fn_compute_blocks": 1}, {"Fn_compute_blocks": 2}])
+    assert not hasattr(reference, "_cache_dit_session")  # left uncached
+    assert [r["options"]["Fn_compute_blocks"] for r in result.report] == [1, 2]
+    best = max(result.report, key=lambda r: r["psnr"])
+    assert result.options == best["options"] and result.psnr == best["psnr"]
+    assert all(abs(k - 0.5) <= TOLERANCE for r in result.report for k in r["kept"])
+    assert cache_dit.load_options(path) == result.options
+    # the saved options reproduce the measured quality on the same calls
+    uncached = _generate(reference, 8, 5, 24, 2.5)
+    cache_dit.enable_cache(reference, **cache_dit.load_options(path))
+    cached = _generate(reference, 8, 5, 24, 2.5)
+    cache_dit.disable_cache(reference)
+    assert 0 < float(((cached - uncached) ** 2).mean()) < 0.01
+
+
+def test_calibrate_rejects_bad_input(reference):
+    with pytest.raises(ValueError, match=r"compute_budget must be in \(0, 1\].*got 1.2"):
+        cache_dit.calibrate(reference, calls=[dict(class_labels=[1])], target=1.2)
+    with pytest.raises(ValueError, match="non-empty list"):
+        cache_dit.calibrate(reference, calls=[], target=0.5)
+    cache_dit.enable_cache(reference, Fn_compute_blocks=1)
+    with pytest.raises(ValueError, match="needs an uncached pipeline"):
+        cache_dit.calibrate(reference, calls=[dict(class_labels=[1])], target=0.5)
+    cache_dit.disable_cache(reference)

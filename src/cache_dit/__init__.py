@@ -8,6 +8,7 @@
 """
 
 from .api import CacheSummary, disable_cache, enable_cache, reset_cache, summary
+from .calibrate import Calibration, calibrate, save_options
 from .compile import set_compile_configs
 from .options import (
     STEPS_MASK_PRESETS,
@@ -39,4 +40,7 @@ __all__ = [
     "steps_mask",
     "STEPS_MASK_PRESETS",
     "set_compile_configs",
+    "calibrate",
+    "Calibration",
+    "save_options",
 ]
