@@ -26,6 +26,8 @@ def valid_options(draw) -> CacheOptions:
     budget = draw(st.one_of(st.none(), st.floats(0.01, 1.0), st.just(0.5)))
     return CacheOptions(
         compute_budget=budget,
+        decision_rule="residual_diff" if budget is not None else draw(
+            st.sampled_from(["residual_diff", "accumulated", "forecast_error"])),
         Fn_compute_blocks=draw(st.integers(1, 12)),
         Bn_compute_blocks=bn,
         Bn_compute_blocks_ids=draw(st.one_of(

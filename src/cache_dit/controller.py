@@ -171,8 +171,7 @@ class CacheController:
     def _new_stream(self) -> StreamState:
         opts = self.options
         order = opts.taylorseer_order
-        hidden = "taylorseer" if opts.enable_taylorseer else "reuse"
-        encoder = "taylorseer" if opts.enable_encoder_taylorseer else "reuse"
+        hidden, encoder = opts.hidden_calibrator, opts.encoder_calibrator
         return StreamState(self.rule.new_state(self._schedule),
                            lambda: make_calibrator(hidden, order),
                            lambda: make_calibrator(encoder, order))

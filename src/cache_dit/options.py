@@ -37,6 +37,8 @@ class CacheType(str, enum.Enum):
 DBCache = CacheType.DBCache
 
 TAYLORSEER_CACHE_TYPES = ("residual", "hidden_states")
+# Names in cache_dit.rules.RULES a user may choose (the budget rule comes with compute_budget).
+DECISION_RULES = ("residual_diff", "accumulated", "forecast_error")
 BUDGET_WARMUP_STEPS = 0  # under compute_budget the rule protects a head proportional to the steps
 
 # Steps-computation presets: (first steps always computed, compute every k-th step after them,
@@ -142,6 +144,12 @@ class CacheOptions:
             second branch of a step reuse the first branch's decision.
         num_inference_steps: for a bare transformer in a custom loop: steps per generation, so
             the cache resets by itself (pipelines report it through their scheduler).
+        decision_rule: when the middle blocks may be skipped, compared with
+            ``residual_diff_threshold``: ``"residual_diff"`` (DBCache: the probe's relative L1
+            change since the last computed step), ``"accumulated"`` (the sum of its step-to-step
+            changes since then, TeaCache/EasyCache style), ``"forecast_error"`` (the relative L1
+            error of the calibrator's forecast of the probe: with TaylorSeer, cache while the
+            forecast holds; with plain reuse it equals ``"residual_diff"``).
         compute_budget: keep this fraction of the block executions of every generation, in
             (0, 1]; replaces ``residual_diff_threshold`` (steps compute where the measured change
             is largest, see :mod:`cache_dit.rules.budget`). Unless given, ``warmup_steps`` is 0: the
@@ -166,6 +174,7 @@ class CacheOptions:
     cfg_compute_first: bool = False
     cfg_diff_compute_separate: bool = True
     num_inference_steps: int | None = None
+    decision_rule: str = "residual_diff"
     compute_budget: float | None = None
 
     def __post_init__(self) -> None:
@@ -226,6 +235,9 @@ class CacheOptions:
         )
         if self.num_inference_steps is not None:
             _check_int("num_inference_steps", self.num_inference_steps, 1)
+        if self.decision_rule not in DECISION_RULES:
+            raise ValueError(
+                f"decision_rule must be one of {DECISION_RULES}, got {self.decision_rule!r}")
         if self.compute_budget is not None:
             budget = self.compute_budget
             if isinstance(budget, bool) or not isinstance(budget, (int, float)):
@@ -235,7 +247,7 @@ class CacheOptions:
                     f"compute_budget must be in (0, 1] (the fraction of block executions kept), "
                     f"got {budget}")
             defaults = CacheOptions.__dataclass_fields__
-            for name in ("residual_diff_threshold", "max_cached_steps"):
+            for name in ("residual_diff_threshold", "max_cached_steps", "decision_rule"):
                 if getattr(self, name) != defaults[name].default:
                     raise ValueError(
                         f"compute_budget={budget} sets how many steps are cached; it cannot be "
@@ -314,6 +326,15 @@ class CacheOptions:
     @property
     def taylorseer_order(self) -> int:
         return int(self.taylorseer_kwargs["n_derivatives"])
+
+    @property
+    def hidden_calibrator(self) -> str:
+        """The calibrator (``cache_dit.calibrators.CALIBRATORS`` name) of the hidden stream."""
+        return "taylorseer" if self.enable_taylorseer else "reuse"
+
+    @property
+    def encoder_calibrator(self) -> str:
+        return "taylorseer" if self.enable_encoder_taylorseer else "reuse"
 
     def compute_mask(self, num_steps: int | None) -> list[int] | None:
         """The 0/1 must-compute mask for a generation of ``num_steps`` (None if unknown)."""

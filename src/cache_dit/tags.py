@@ -21,6 +21,7 @@ carry the same tag and any tag parses back to the options that made it (``summar
     CF1            cfg_compute_first=True
     N<n>           num_inference_steps
     BUD<x>         compute_budget
+    ACC / FE       decision_rule accumulated / forecast_error
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def format_tag(options: CacheOptions) -> str:
         parts.append("CF1")
     if o.num_inference_steps is not None:
         parts.append(f"N{o.num_inference_steps}")
+    if o.decision_rule != d.decision_rule:
+        parts.append(_RULE_TOKENS[o.decision_rule])
     return "_".join(parts)
 
 
@@ -86,6 +89,7 @@ def _taylor(m: re.Match) -> dict[str, Any]:
 
 
 _PRESETS = "|".join(STEPS_MASK_PRESETS)
+_RULE_TOKENS = {"accumulated": "ACC", "forecast_error": "FE"}
 # Longer prefixes first: MCC before MC before M, CFGD before CFG, BnIds before B.
 _TOKENS: list[tuple[re.Pattern, Callable[[re.Match], dict[str, Any]]]] = [
     (re.compile(r"F(\d+)B(\d+)"), lambda m: {"Fn_compute_blocks": int(m[1]),
@@ -105,9 +109,11 @@ _TOKENS: list[tuple[re.Pattern, Callable[[re.Match], dict[str, Any]]]] = [
     (re.compile(r"CF1"), lambda m: {"cfg_compute_first": True}),
     (re.compile(r"N(\d+)"), lambda m: {"num_inference_steps": int(m[1])}),
     (re.compile(r"BUD" + _NUMBER), lambda m: {"compute_budget": float(m[1])}),
+    (re.compile(r"ACC"), lambda m: {"decision_rule": "accumulated"}),
+    (re.compile(r"FE"), lambda m: {"decision_rule": "forecast_error"}),
 ]
 _TOKEN_HELP = ("F<n>B<m>, W<n>, MC<n>, R<x>, BnIds<i-j>, NR<x>, MCC<n>, M<preset|bits>, "
-               "T<0|1>[E<0|1>]O<m>[H], CFG<0|1>, CFGD0, CF1, N<n>, BUD<x>")
+               "T<0|1>[E<0|1>]O<m>[H], CFG<0|1>, CFGD0, CF1, N<n>, BUD<x>, ACC, FE")
 
 
 def tag_options(tag: str) -> dict[str, Any]:

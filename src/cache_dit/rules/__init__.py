@@ -9,22 +9,30 @@ from types import MappingProxyType
 from typing import Callable, Mapping
 
 from ..options import CacheOptions
+from ..calibrators import make_calibrator
 from ..plan import ChainPlan, Mode
+from .accumulated import AccumulatedChangeRule
 from .base import DecisionRule, StepSchedule
 from .budget import BudgetRule
+from .forecast_error import ForecastErrorRule
 from .threshold import ResidualDiffRule
 
-__all__ = ["DecisionRule", "StepSchedule", "ResidualDiffRule", "BudgetRule", "RULES", "make_rule"]
+__all__ = ["DecisionRule", "StepSchedule", "ResidualDiffRule", "BudgetRule",
+           "AccumulatedChangeRule", "ForecastErrorRule", "RULES", "make_rule"]
 
-# name -> factory(options, chain plan). "budget" is chosen by compute_budget=.
+# decision_rule name -> factory(options, chain plan). compute_budget= selects "budget".
 RULES: Mapping[str, Callable[[CacheOptions, ChainPlan], DecisionRule]] = MappingProxyType({
-    "DBCache": lambda options, plan: ResidualDiffRule(options.residual_diff_threshold),
+    "residual_diff": lambda options, plan: ResidualDiffRule(options.residual_diff_threshold),
+    "accumulated": lambda options, plan: AccumulatedChangeRule(options.residual_diff_threshold),
+    "forecast_error": lambda options, plan: ForecastErrorRule(
+        options.residual_diff_threshold,
+        lambda: make_calibrator(options.hidden_calibrator, options.taylorseer_order)),
     "budget": lambda options, plan: BudgetRule(options.compute_budget, plan.num_blocks,
                                                plan.kept[Mode.CACHE]),
 })
 
 
 def make_rule(options: CacheOptions, plan: ChainPlan) -> DecisionRule:
-    """The decision rule the options name: a compute budget, else ``cache_type``."""
-    name = "budget" if options.compute_budget is not None else str(options.cache_type)
+    """The decision rule the options name: a compute budget, else ``decision_rule``."""
+    name = "budget" if options.compute_budget is not None else options.decision_rule
     return RULES[name](options, plan)

@@ -1,0 +1,86 @@
+"""Decision rules behind the seam: exact arithmetic on toy probes, and on a real pipeline."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import cache_dit
+from cache_dit.calibrators import make_calibrator
+from cache_dit.options import DECISION_RULES
+from cache_dit.rules import RULES, AccumulatedChangeRule, ForecastErrorRule, ResidualDiffRule
+from flux_fixture import make_flux, run
+
+
+def _drive(rule, probes: list[torch.Tensor]) -> list[tuple[bool, float | None]]:
+    """Feed probes step by step as the controller does (a step caches when the rule says so)."""
+    state = rule.new_state()
+    out = []
+    for step, probe in enumerate(probes):
+        parts = rule.parts(state, step, probe)
+        if parts is None:
+            out.append((False, None))
+            rule.on_compute(state, step, probe)
+            continue
+        cache, stat = rule.decide(state, step, parts.tolist())
+        out.append((cache, stat))
+        (rule.on_cache if cache else rule.on_compute)(state, step, probe)
+    return out
+
+
+def test_every_user_rule_is_registered():
+    assert set(DECISION_RULES) | {"budget"} == set(RULES)
+
+
+def test_accumulated_change_sums_step_to_step_changes_since_the_last_compute():
+    # probes 1, 1.1, 1.0, 1.1, 2.0: step changes 0.1, 0.0909, 0.1, 0.818 (relative to previous)
+    probes = [torch.tensor([v]) for v in (1.0, 1.1, 1.0, 1.1, 2.0)]
+    decisions = _drive(AccumulatedChangeRule(0.25), probes)
+    assert decisions[0] == (False, None)
+    assert decisions[1][0] and decisions[1][1] == pytest.approx(0.1)
+    assert decisions[2][0] and decisions[2][1] == pytest.approx(0.1 + 0.1 / 1.1)
+    # 0.1 + 0.0909 + 0.1 = 0.2909 >= 0.25: compute (DBCache would see |1.1-1|/1 = 0.1 and cache)
+    assert not decisions[3][0] and decisions[3][1] == pytest.approx(0.1 + 0.1 / 1.1 + 0.1)
+    assert not decisions[4][0] and decisions[4][1] == pytest.approx(0.9 / 1.1)
+    assert _drive(ResidualDiffRule(0.25), probes)[3] == (True, pytest.approx(0.1))
+
+
+def test_forecast_error_with_taylorseer_caches_a_linear_trajectory():
+    probes = [torch.tensor([1.0 + 0.5 * step, 2.0 - 0.25 * step]) for step in range(8)]
+    rule = ForecastErrorRule(0.01, lambda: make_calibrator("taylorseer", 1))
+    decisions = _drive(rule, probes)
+    cached = [step for step, (cache, _) in enumerate(decisions) if cache]
+    assert cached and all(stat == pytest.approx(0.0, abs=1e-6) for cache, stat in decisions if cache)
+    plain = _drive(ResidualDiffRule(0.01), probes)
+    assert not any(cache for cache, _ in plain)  # the raw change is ~30% a step: never caches
+
+
+def test_forecast_error_with_reuse_is_dbcache_bit_for_bit():
+    options = dict(Fn_compute_blocks=1, warmup_steps=2, residual_diff_threshold=0.3)
+    base, aware = make_flux(), make_flux()
+    cache_dit.enable_cache(base, **options)
+    cache_dit.enable_cache(aware, decision_rule="forecast_error", **options)
+    assert torch.equal(run(base, steps=10), run(aware, steps=10))
+    (a,), (b,) = cache_dit.summary(base), cache_dit.summary(aware)
+    assert a.cached_steps and a.cached_steps == b.cached_steps
+    assert a.residual_diffs == b.residual_diffs
+    assert b.tag.endswith("_FE")
+
+
+@pytest.mark.parametrize("rule", ["accumulated", "forecast_error"])
+def test_new_rules_cache_and_stay_close_on_a_pipeline(rule):
+    pipe = make_flux()
+    uncached = run(pipe, steps=10)
+    cache_dit.enable_cache(pipe, decision_rule=rule, Fn_compute_blocks=1, warmup_steps=2,
+                           residual_diff_threshold=0.6, enable_taylorseer=True,
+                           taylorseer_kwargs={"n_derivatives": 1})
+    out = run(pipe, steps=10)
+    assert cache_dit.summary(pipe)[0].cached_steps, "caches something"
+    assert torch.allclose(out, uncached, atol=0.5) and not torch.equal(out, uncached)
+
+
+def test_bad_decision_rules():
+    with pytest.raises(ValueError, match=r"decision_rule must be one of .*got 'teacache'"):
+        cache_dit.CacheOptions(decision_rule="teacache")
+    with pytest.raises(ValueError, match="cannot be combined with decision_rule='accumulated'"):
+        cache_dit.CacheOptions.from_kwargs(dict(compute_budget=0.5, decision_rule="accumulated"))
