@@ -66,6 +66,9 @@ def test_short_bench_run_writes_table_and_files(tmp_path, capsys):
         assert row["speedup_lo"] <= row["speedup"] <= row["speedup_hi"]
         assert row["expected"] == pytest.approx(
             1 / (1 - table["block_share"] * (1 - row["blocks_fraction"])))
+        uncached = rows["uncached"]["cpu_samples"][2 * configs.index(name):][:2]  # its pairs
+        assert row["overhead"] == pytest.approx(  # median of two = their mean
+            sum(b / a - 1 / row["expected"] for a, b in zip(uncached, row["cpu_samples"])) / 2)
         assert row["flag"] == ("!" if abs(row["speedup"] - row["expected"])
                                > row["speedup_hi"] - row["speedup_lo"] else "")
 

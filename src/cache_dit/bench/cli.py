@@ -115,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"(bench total {time.process_time() - started:.0f} CPU s)")
     print(f"blocks take {result.block_share:.1%} of the uncached CPU time; expected = "
           f"1 / (1 - {result.block_share:.3f} * (1 - blocks)); speedup = median of the paired "
-          f"ratios, min-max their spread; ! = measured and expected differ by more than the spread")
+          f"ratios, min-max their spread; ! = measured and expected differ by more than the spread; "
+          f"overhead = cached CPU time beyond the expected, as a share of the uncached")
     for note in result.notes:
         print(f"note: {note}")
     print(format_table(result))

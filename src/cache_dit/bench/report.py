@@ -25,6 +25,7 @@ _COLUMNS = [
     ("min-max", "spread", "{}"),
     ("expected", "expected", "{:.2f}x"),
     ("", "flag", "{}"),
+    ("overhead", "overhead", "{:+.1%}"),
     ("PSNR", "psnr", "{:.2f}"),
     ("SSIM", "ssim", "{:.4f}"),
     ("LPIPS", "lpips", "{:.4f}"),

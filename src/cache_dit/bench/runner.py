@@ -36,6 +36,7 @@ class BenchRow:
     expected: float = 1.0  # Amdahl speedup from the uncached block share and blocks_fraction
     flag: str = ""  # "!" where measured and expected differ by more than the spread
     blocks_counted: float = 1.0  # blocks whose linears really ran / block calls (hook count)
+    overhead: float = 0.0  # median (cached - Amdahl-predicted) CPU time, share of the uncached
 
     @property
     def spread(self) -> str:
@@ -171,6 +172,8 @@ def run_benchmark(
             cached, calls, kept = _kept(summary)
             ratios = ratio_stats(paired_ratios(pairs_a, pairs_b))
             expected = expected_speedup(block_share, kept)
+            # what the cache itself costs (diffs, forecasts), pair by pair
+            overhead = float(np.median([b / a - 1 / expected for a, b in zip(pairs_a, pairs_b)]))
             q = quality(reference, out, model.output_kind, with_lpips)
             config_fid = fid(fid_generate()) if fid else None
             if fid:
@@ -179,7 +182,7 @@ def run_benchmark(
                 config.name, summary.tag, cached, calls, kept, float(np.median(pairs_b)),
                 ratios["median"], q["psnr"], q["ssim"], q["lpips"], config_fid, pairs_b,
                 ratios["lo"], ratios["hi"], expected, "!" if disagrees(ratios, expected) else "",
-                blocks_counted,
+                blocks_counted, overhead,
             ))
             base_samples += pairs_a
             images[config.name] = out
