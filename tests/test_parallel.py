@@ -182,7 +182,7 @@ def _register(module, hook, name):
 
 
 def _wan():
-    from tiny_pipelines import build
+    from cache_dit.testing.tiny_pipelines import build
 
     return build("wan")
 
