@@ -7,7 +7,9 @@
     cache_dit.disable_cache(pipe)
 """
 
-from .api import CacheSummary, disable_cache, enable_cache, reset_cache, summary
+from .api import CacheSummary, disable_cache, enable_cache, reset_cache
+from .compat import (BasicCacheConfig, BlockAdapter, DBCacheConfig, ParamsModifier,
+                     TaylorSeerCalibratorConfig, refresh_context, steps_mask, summary)
 from .compile import set_compile_configs
 from .options import (
     STEPS_MASK_PRESETS,
@@ -17,7 +19,6 @@ from .options import (
     block_range,
     default_options,
     load_options,
-    steps_mask,
 )
 from .patterns import ForwardPattern
 
@@ -39,4 +40,11 @@ __all__ = [
     "steps_mask",
     "STEPS_MASK_PRESETS",
     "set_compile_configs",
+    # cache-dit 1.x names (cache_dit.compat)
+    "DBCacheConfig",
+    "BasicCacheConfig",
+    "TaylorSeerCalibratorConfig",
+    "BlockAdapter",
+    "ParamsModifier",
+    "refresh_context",
 ]

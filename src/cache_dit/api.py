@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import torch
 
+from . import compat
 from .adapter import find_targets
 from .cached_blocks import DBCacheController, controller_of
 from .options import CacheOptions
@@ -131,6 +132,11 @@ def enable_cache(
     Raises:
         ValueError / TypeError: bad options or nothing cacheable. The object is then unchanged.
     """
+    if compat.is_1x_call(pipe_or_module, options):  # cache-dit 1.x names -> ours, then as usual
+        obj, kwargs = compat.translate(pipe_or_module, options, transformer=transformer, blocks=blocks,
+                                       return_hidden_states_first=return_hidden_states_first,
+                                       forward_pattern=forward_pattern)
+        return enable_cache(obj, **kwargs)
     if pipe_or_module is None or isinstance(pipe_or_module, (str, bytes, int, float)):
         raise TypeError(
             f"enable_cache needs a diffusers pipeline or a torch.nn.Module, got {pipe_or_module!r}"
@@ -195,13 +201,17 @@ def disable_cache(pipe_or_module: Any) -> Any:
     return pipe_or_module
 
 
-def reset_cache(pipe_or_module: Any) -> None:
-    """Start a new generation on the next call (for custom sampling loops on a bare transformer)."""
+def reset_cache(pipe_or_module: Any, num_inference_steps: int | None = None) -> None:
+    """Start a new generation on the next call (for custom sampling loops on a bare transformer),
+    of ``num_inference_steps`` steps if given (the cache then also resets by itself after them)."""
     session = _session_of(pipe_or_module)
     if session is None:
         raise ValueError(f"cache is not enabled on this {type(pipe_or_module).__name__}")
+    if num_inference_steps is not None and (isinstance(num_inference_steps, bool) or not isinstance(
+            num_inference_steps, int) or num_inference_steps < 1):
+        raise ValueError(f"num_inference_steps must be an int >= 1, got {num_inference_steps!r}")
     for controller in session.controllers:
-        controller.request_new_generation()
+        controller.request_new_generation(num_inference_steps)
 
 
 @dataclass
