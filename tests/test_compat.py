@@ -186,6 +186,20 @@ def test_refresh_context_sample(flux):
         assert torch.equal(out, expected)
 
 
+def test_refresh_context_on_the_transformer_of_a_cached_pipeline(flux):
+    options = dict(Fn_compute_blocks=1, residual_diff_threshold=0.5, warmup_steps=2)
+    reference, cached = _native(flux, **options)
+    cache_dit.enable_cache(flux.pipe, **options)
+    try:
+        flux.run(0, num_inference_steps=flux.steps - 3)  # a shorter request first
+        cache_dit.refresh_context(flux.pipe.transformer, num_inference_steps=flux.steps)
+        out = flux.run(0)
+        assert cache_dit.summary(flux.pipe)[0].cached_steps == cached and len(cached) > 0
+    finally:
+        cache_dit.disable_cache(flux.pipe)
+    assert torch.equal(out, reference)
+
+
 def test_one_params_modifier_overrides_the_shared_config(qwen):
     tr = qwen.pipe.transformer
     cache_dit.enable_cache(

@@ -133,9 +133,9 @@ def enable_cache(
         ValueError / TypeError: bad options or nothing cacheable. The object is then unchanged.
     """
     if compat.is_1x_call(pipe_or_module, options):  # cache-dit 1.x names -> ours, then as usual
-        obj, kwargs = compat.translate(pipe_or_module, options, transformer=transformer, blocks=blocks,
-                                       return_hidden_states_first=return_hidden_states_first,
-                                       forward_pattern=forward_pattern)
+        obj, kwargs = compat.translate(
+            pipe_or_module, options, transformer=transformer, blocks=blocks,
+            return_hidden_states_first=return_hidden_states_first, forward_pattern=forward_pattern)
         return enable_cache(obj, **kwargs)
     if pipe_or_module is None or isinstance(pipe_or_module, (str, bytes, int, float)):
         raise TypeError(

@@ -338,6 +338,7 @@ def refresh_context(transformer: Any, num_inference_steps: int | None = None,
     """
     from . import api
     from .adapter import find_targets
+    from .cached_blocks import controller_of
 
     obj = _cached_object(transformer)
     if calibrator_config is not None and cache_config is None:
@@ -353,10 +354,12 @@ def refresh_context(transformer: Any, num_inference_steps: int | None = None,
         if num_inference_steps is not None:
             options["num_inference_steps"] = num_inference_steps
         api.enable_cache(obj, **options)
-    elif num_inference_steps is not None:
-        api.reset_cache(obj, num_inference_steps=num_inference_steps)
+    elif api._session_of(obj) is None and controller_of(obj) is not None:
+        # cached through its pipeline (enable_cache(pipe)): the pipeline's scheduler already
+        # starts each call afresh; the request still takes effect on the next call
+        controller_of(obj).request_new_generation(num_inference_steps)
     else:
-        api.reset_cache(obj)
+        api.reset_cache(obj, num_inference_steps=num_inference_steps)
     if verbose:
         logger.warning("cache-dit: refreshed the cache of %s (num_inference_steps=%s)",
                        type(obj).__name__, num_inference_steps)
