@@ -85,8 +85,10 @@ def test_block_adapter_auto_uses_the_1x_defaults(qwen):
     adapter = BlockAdapter(pipe=qwen.pipe, auto=True, forward_pattern=ForwardPattern.Pattern_1)
     cache_dit.enable_cache(adapter)
     out = qwen.run(0)
-    (stats,) = cache_dit.summary(adapter)  # summary takes the adapter, as in 1.x
-    cache_dit.disable_cache(qwen.pipe)
+    (stats,) = cache_dit.summary(adapter)  # summary and disable_cache take the adapter, as in 1.x
+    cache_dit.disable_cache(adapter)
+    with pytest.raises(ValueError, match="not enabled"):
+        cache_dit.summary(qwen.pipe)
     default = DBCacheConfig()
     cache_dit.enable_cache(qwen.pipe, forward_pattern=ForwardPattern.Pattern_1,
                            residual_diff_threshold=default.residual_diff_threshold,

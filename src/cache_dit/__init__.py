@@ -7,9 +7,10 @@
     cache_dit.disable_cache(pipe)
 """
 
-from .api import CacheSummary, disable_cache, enable_cache, reset_cache
+from .api import CacheSummary, enable_cache, reset_cache
 from .compat import (BasicCacheConfig, BlockAdapter, DBCacheConfig, ParamsModifier,
-                     TaylorSeerCalibratorConfig, refresh_context, steps_mask, summary)
+                     TaylorSeerCalibratorConfig, disable_cache, refresh_context, steps_mask,
+                     summary)
 from .compile import set_compile_configs
 from .options import (
     STEPS_MASK_PRESETS,

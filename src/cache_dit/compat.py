@@ -27,7 +27,8 @@ from .options import CacheOptions, CacheType
 logger = logging.getLogger(__name__)
 
 __all__ = ["DBCacheConfig", "BasicCacheConfig", "TaylorSeerCalibratorConfig", "BlockAdapter",
-           "ParamsModifier", "refresh_context", "steps_mask", "summary", "is_1x_call", "translate"]
+           "ParamsModifier", "refresh_context", "steps_mask", "summary", "disable_cache",
+           "is_1x_call", "translate"]
 
 # enable_cache keywords that only exist in cache-dit 1.x
 _1X_KWARGS = ("cache_config", "calibrator_config", "params_modifiers", "parallelism_config",
@@ -364,6 +365,14 @@ def refresh_context(transformer: Any, num_inference_steps: int | None = None,
         logger.warning("cache-dit: refreshed the cache of %s (num_inference_steps=%s)",
                        type(obj).__name__, num_inference_steps)
     return transformer
+
+
+def disable_cache(pipe_or_module: Any) -> Any:
+    """:func:`cache_dit.api.disable_cache` that also takes a 1.x :class:`BlockAdapter`."""
+    from . import api
+
+    api.disable_cache(_cached_object(pipe_or_module))
+    return pipe_or_module
 
 
 def summary(pipe_or_module: Any, details: bool = False, logging: bool = False) -> list:
