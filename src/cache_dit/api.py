@@ -202,8 +202,8 @@ def disable_cache(pipe_or_module: Any) -> Any:
 
 
 def reset_cache(pipe_or_module: Any, num_inference_steps: int | None = None) -> None:
-    """Start a new generation on the next call (for custom sampling loops on a bare transformer),
-    of ``num_inference_steps`` steps if given (the cache then also resets by itself after them)."""
+    """Start a new generation on the next call (for custom sampling loops on a bare transformer);
+    ``num_inference_steps``, if given, is its length (it sizes a preset steps mask)."""
     session = _session_of(pipe_or_module)
     if session is None:
         raise ValueError(f"cache is not enabled on this {type(pipe_or_module).__name__}")
