@@ -298,3 +298,29 @@ def test_block_adapter_options_we_do_not_implement_raise(flux):
         DBCacheConfig().reset(max_warmup=2)
     with pytest.raises(ValueError, match="pass cache_config= with it"):
         cache_dit.refresh_context(pipe.transformer, calibrator_config=TaylorSeerCalibratorConfig())
+
+
+def test_reset_cache_steps_size_a_preset_mask_on_a_bare_transformer(flux):
+    tr = flux.pipe.transformer
+    options = dict(Fn_compute_blocks=1, residual_diff_threshold=1.0, warmup_steps=1,
+                   steps_computation_mask="fast")
+    cache_dit.enable_cache(tr, **options)
+    try:
+        flux.run(0)
+        unsized = cache_dit.summary(tr)[0].cached_steps  # the preset needs the step count
+        cache_dit.reset_cache(tr, num_inference_steps=flux.steps)
+        out = flux.run(0)
+        sized = cache_dit.summary(tr)[0].cached_steps
+        with pytest.raises(ValueError, match="num_inference_steps must be an int >= 1, got 0"):
+            cache_dit.reset_cache(tr, num_inference_steps=0)
+    finally:
+        cache_dit.disable_cache(tr)
+    cache_dit.enable_cache(tr, num_inference_steps=flux.steps, **options)
+    try:
+        native = flux.run(0)
+        assert cache_dit.summary(tr)[0].cached_steps == sized
+    finally:
+        cache_dit.disable_cache(tr)
+    mask = cache_dit.steps_mask("fast", flux.steps)
+    assert len(sized) > 0 and not any(mask[s] for s in sized) and sized != unsized
+    assert torch.equal(out, native)
