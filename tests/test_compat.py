@@ -207,17 +207,21 @@ def test_one_params_modifier_overrides_the_shared_config(qwen):
     cache_dit.enable_cache(
         BlockAdapter(pipe=qwen.pipe, transformer=tr, blocks=tr.transformer_blocks,
                      forward_pattern=ForwardPattern.Pattern_1),
-        cache_config=DBCacheConfig(Fn_compute_blocks=2, residual_diff_threshold=0.1),
+        cache_config=DBCacheConfig(Fn_compute_blocks=1, Bn_compute_blocks=1,
+                                   residual_diff_threshold=0.1),
+        # an override equal to a default still overrides (Bn 0 is both libraries' default)
         params_modifiers=[ParamsModifier(cache_config=DBCacheConfig().reset(
-            Fn_compute_blocks=1, residual_diff_threshold=0.5, max_warmup_steps=2))],
+            Bn_compute_blocks=0, residual_diff_threshold=0.5, max_warmup_steps=2))],
     )
     out = qwen.run(0)
-    cached = cache_dit.summary(qwen.pipe)[0].cached_steps
+    cached, tag = cache_dit.summary(qwen.pipe)[0].cached_steps, cache_dit.summary(qwen.pipe)[0].tag
     cache_dit.disable_cache(qwen.pipe)
+    native_tag = cache_dit.CacheOptions(Fn_compute_blocks=1, residual_diff_threshold=0.5,
+                                        warmup_steps=2).tag()
     native, native_cached = _native(qwen, transformer=tr, blocks=tr.transformer_blocks,
                                     forward_pattern=ForwardPattern.Pattern_1, Fn_compute_blocks=1,
                                     residual_diff_threshold=0.5, warmup_steps=2)
-    assert cached == native_cached and len(cached) > 0
+    assert tag == native_tag and cached == native_cached and len(cached) > 0
     assert torch.equal(out, native)
 
 

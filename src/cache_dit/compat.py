@@ -111,8 +111,11 @@ class DBCacheConfig(_Config):
              "max_continuous_cached_steps", "cfg_compute_first", "cfg_diff_compute_separate",
              "num_inference_steps")
 
-    def to_options(self) -> dict[str, Any]:
-        """Our option names; unset (None) fields are left to our defaults."""
+    def to_options(self, keep_defaults: bool = False) -> dict[str, Any]:
+        """Our option names; unset (None) fields are left to our defaults. Unless
+        ``keep_defaults`` (overrides, as in a ParamsModifier), values equal to both 1.x's and our
+        default are dropped, so a small model's Fn/Bn still fit themselves (CacheOptions.fitted_to)
+        as for the native one-liner."""
         _reject_non_default(self, self._UNSUPPORTED)
         cache_type = str(getattr(self.cache_type, "name", self.cache_type))
         if self.cache_type is not None and cache_type.lower() != "dbcache":
@@ -130,10 +133,12 @@ class DBCacheConfig(_Config):
                 warmup = min(warmup, leading)
         if warmup is not None:
             out["warmup_steps"] = warmup
-        # Values equal to our defaults stay unset, so a small model's Fn/Bn still fit themselves
-        # (see CacheOptions.fitted_to) as for the native one-liner.
-        native = CacheOptions()
-        return {k: v for k, v in out.items() if getattr(native, k) != v}
+        if keep_defaults:
+            return out
+        native, theirs = CacheOptions(), DBCacheConfig()
+        same = {k for k in self._SAME if getattr(native, k) == getattr(theirs, k)}
+        same |= {"warmup_steps"} if native.warmup_steps == theirs.max_warmup_steps else set()
+        return {k: v for k, v in out.items() if k not in same or getattr(native, k) != v}
 
     def strify(self) -> str:
         """Our tag for this configuration (1.x ``strify`` names differ)."""
@@ -183,7 +188,9 @@ class ParamsModifier:
         self.kwargs = kwargs  # loose 1.x option names; validated when applied
 
     def to_options(self) -> dict[str, Any]:
-        out = _config_options(self.cache_config, self.calibrator_config)
+        out = _config_options(None, self.calibrator_config)
+        if self.cache_config is not None:
+            out.update(_config_options(self.cache_config, None, keep_defaults=True))
         out.update(_loose_options(self.kwargs))
         return out
 
@@ -257,15 +264,17 @@ class BlockAdapter:
         return (self.pipe if self.pipe is not None else transformer), kwargs
 
 
-def _config_options(cache_config: Any, calibrator_config: Any) -> dict[str, Any]:
+def _config_options(cache_config: Any, calibrator_config: Any,
+                    keep_defaults: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for value, kind in ((cache_config, DBCacheConfig), (calibrator_config, TaylorSeerCalibratorConfig)):
+    for value, kind in ((cache_config, DBCacheConfig),
+                        (calibrator_config, TaylorSeerCalibratorConfig)):
         if value is None:
             continue
         if not isinstance(value, kind):
             raise TypeError(f"expected a cache_dit.{kind.__name__}, got {type(value).__name__}: "
                             f"{value!r}")
-        out.update(value.to_options())
+        out.update(value.to_options(keep_defaults) if kind is DBCacheConfig else value.to_options())
     return out
 
 
@@ -294,9 +303,10 @@ def translate(pipe_or_module: Any, options: Mapping[str, Any], **targets: Any) -
     """
     options = dict(options)
     for name in ("parallelism_config", "attention_backend", "quantize_config"):
-        if options.pop(name, None) is not None:
-            raise Unsupported1xOption(name, "...", "enable_cache here caches only; see the README's "
-                                      "'Scaling out' section for context parallelism")
+        value = options.pop(name, None)
+        if value is not None:
+            raise Unsupported1xOption(name, value, "enable_cache here caches only; see the "
+                                      "README's 'Scaling out' section for context parallelism")
     modifiers = options.pop("params_modifiers", None)
     cache_config = options.pop("cache_config", None)  # as in 1.x: none given = 1.x's defaults
     out = _config_options(DBCacheConfig() if cache_config is None else cache_config,
