@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cache_dit  # noqa: E402
 import flux_fixture  # noqa: E402
-import tiny_pipelines  # noqa: E402
+from cache_dit.testing import tiny_pipelines  # noqa: E402
 
 PG_TIMEOUT_S = 30  # a rank stuck in a collective the other never joins fails after this
 

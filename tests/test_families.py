@@ -15,7 +15,7 @@ import torch
 
 import cache_dit
 from counting import BlockExecutionCounter, count_linear_calls
-from tiny_pipelines import CASES, build
+from cache_dit.testing.tiny_pipelines import CASES, build
 
 FAMILIES = sorted(CASES)
 

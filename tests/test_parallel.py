@@ -181,7 +181,7 @@ def _register(module, hook, name):
 
 
 def _wan():
-    from tiny_pipelines import build
+    from cache_dit.testing.tiny_pipelines import build
 
     return build("wan")
 

@@ -7,7 +7,7 @@ import inspect
 import pytest
 import torch
 
-from tiny_pipelines import CASES, TinyCase, build, observe
+from cache_dit.testing.tiny_pipelines import CASES, TinyCase, build, observe
 
 NAMES = list(CASES)
 

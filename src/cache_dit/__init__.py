@@ -7,8 +7,11 @@
     cache_dit.disable_cache(pipe)
 """
 
-from .api import CacheSummary, disable_cache, enable_cache, reset_cache, summary
+from .api import CacheSummary, enable_cache, reset_cache
 from .calibrate import Calibration, calibrate, save_options
+from .compat import (BasicCacheConfig, BlockAdapter, DBCacheConfig, ParamsModifier,
+                     TaylorSeerCalibratorConfig, disable_cache, refresh_context, steps_mask,
+                     summary)
 from .compile import set_compile_configs
 from .options import (
     STEPS_MASK_PRESETS,
@@ -18,7 +21,6 @@ from .options import (
     block_range,
     default_options,
     load_options,
-    steps_mask,
 )
 from .patterns import ForwardPattern
 
@@ -43,4 +45,11 @@ __all__ = [
     "calibrate",
     "Calibration",
     "save_options",
+    # cache-dit 1.x names (cache_dit.compat)
+    "DBCacheConfig",
+    "BasicCacheConfig",
+    "TaylorSeerCalibratorConfig",
+    "BlockAdapter",
+    "ParamsModifier",
+    "refresh_context",
 ]

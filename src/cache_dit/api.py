@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
+from . import compat
 from .adapter import find_targets, unwrap
 from .controller import CacheController
 from .hooks import controller_of
@@ -85,6 +86,11 @@ def enable_cache(
     Raises:
         ValueError / TypeError: bad options or nothing cacheable. The object is then unchanged.
     """
+    if compat.is_1x_call(pipe_or_module, options):  # cache-dit 1.x names -> ours, then as usual
+        obj, kwargs = compat.translate(
+            pipe_or_module, options, transformer=transformer, blocks=blocks,
+            return_hidden_states_first=return_hidden_states_first, forward_pattern=forward_pattern)
+        return enable_cache(obj, **kwargs)
     if pipe_or_module is None or isinstance(pipe_or_module, (str, bytes, int, float)):
         raise TypeError(
             f"enable_cache needs a diffusers pipeline or a torch.nn.Module, got {pipe_or_module!r}"

@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cache-dit-bench",
         description="Run a pipeline uncached and under cache configurations; print speedup "
-                    "(process CPU time) and quality (PSNR/SSIM/LPIPS vs uncached).",
+                    "(process CPU time of uncached/cached call pairs timed back to back), the "
+                    "speedup the blocks kept predict, and quality (PSNR/SSIM/LPIPS vs uncached).",
     )
     parser.add_argument("--model", default="reference", choices=sorted(MODELS),
                         help="reference: the trained Fashion-MNIST FLUX (default); medium-flux: "
@@ -30,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--configs-file", metavar="YAML", help="configs from a YAML file")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 28)")
     parser.add_argument("--samples", type=int, default=10, help="images per run (default 10)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per config (median)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed (uncached, cached) pairs per config (median of the ratios)")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="untimed calls first, uncached and per config (default 1)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--fid", type=int, default=0, metavar="N",
                         help="also FID of N samples vs the Fashion-MNIST test set (reference only)")
@@ -68,13 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None and value < 1:
             print(f"cache-dit-bench: --{name} must be >= 1, got {value}", file=sys.stderr)
             return 2
+    if args.warmup < 0:
+        print(f"cache-dit-bench: --warmup must be >= 0, got {args.warmup}", file=sys.stderr)
+        return 2
     if args.fid and args.model != "reference":
         print("cache-dit-bench: --fid needs --model reference (FID statistics exist only for the "
               "Fashion-MNIST test set)", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     from .report import format_table, write_outputs
-    from .runner import run_benchmark
+    from .runner import planned_calls, run_benchmark
 
     model = build_model(args.model, args.steps, args.samples)
     try:
@@ -85,25 +92,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     fid, fid_generate = _fid_scorer(model, args.fid) if args.fid else (None, None)
     from tqdm import tqdm
 
-    bar = tqdm(total=len(configs) + 1, desc="cache-dit-bench", unit="config",
-               disable=args.no_progress or not sys.stderr.isatty())
+    bar = tqdm(total=planned_calls(len(configs), args.repeats, args.warmup, bool(args.fid)),
+               desc="cache-dit-bench", unit="call", disable=args.no_progress)
     started = time.process_time()
 
     def progress(name: str) -> None:
-        bar.set_postfix_str(name)
-        bar.update(0 if name == "uncached" else 1)
+        bar.set_postfix_str(name, refresh=False)
+        bar.update(1)
 
     try:
         result = run_benchmark(model, configs, repeats=args.repeats, with_lpips=not args.no_lpips,
-                               fid=fid, fid_generate=fid_generate, on_progress=progress)
+                               fid=fid, fid_generate=fid_generate, on_progress=progress,
+                               warmup=args.warmup)
     except (ValueError, TypeError) as exc:
         print(f"cache-dit-bench: {exc}", file=sys.stderr)
         return 2
     finally:
         bar.close()
     print(f"model {result.model}: {result.steps} steps, {result.samples} images per run, "
-          f"{args.threads} thread(s), CPU-time median of {result.repeats} runs "
+          f"{args.threads} thread(s), {result.warmup} warm-up call(s), then per config "
+          f"{result.repeats} (uncached, cached) pairs back to back "
           f"(bench total {time.process_time() - started:.0f} CPU s)")
+    print(f"blocks take {result.block_share:.1%} of the uncached CPU time; expected = "
+          f"1 / (1 - {result.block_share:.3f} * (1 - blocks)); speedup = median of the paired "
+          f"ratios, min-max their spread; ! = measured and expected differ by more than the spread; "
+          f"overhead = cached CPU time beyond the expected, as a share of the uncached")
     for note in result.notes:
         print(f"note: {note}")
     print(format_table(result))

@@ -22,6 +22,10 @@ _COLUMNS = [
     ("blocks", "blocks_fraction", "{:.1%}"),
     ("cpu s", "cpu_s", "{:.2f}"),
     ("speedup", "speedup", "{:.2f}x"),
+    ("min-max", "spread", "{}"),
+    ("expected", "expected", "{:.2f}x"),
+    ("", "flag", "{}"),
+    ("overhead", "overhead", "{:+.1%}"),
     ("PSNR", "psnr", "{:.2f}"),
     ("SSIM", "ssim", "{:.4f}"),
     ("LPIPS", "lpips", "{:.4f}"),
@@ -110,7 +114,8 @@ def write_outputs(result: BenchResult, out_dir: str | os.PathLike) -> dict[str, 
         for row in rows:
             writer.writerow({k: v for k, v in row.items() if k != "cpu_samples"})
     meta = {"model": result.model, "steps": result.steps, "samples": result.samples,
-            "repeats": result.repeats, "notes": result.notes}
+            "repeats": result.repeats, "warmup": result.warmup,
+            "block_share": result.block_share, "notes": result.notes}
     strict = [{k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v)
                for k, v in row.items()} for row in rows]  # "inf" PSNR stays readable in JSON
     with open(paths["table.json"], "w", encoding="utf-8") as handle:

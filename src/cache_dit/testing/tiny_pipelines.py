@@ -10,8 +10,8 @@ embeds / masks / negative embeds as the pipeline requires).  Nothing is download
     out2 = case.run(seed=0, num_inference_steps=4)
 
 Metadata on each :class:`TinyCase` (block lists, block count, transformer calls per step, CFG
-style, callback support) is checked against forward hooks by ``tests/test_tiny_pipelines.py``;
-:func:`observe` does the hooking.  ``python tests/tiny_pipelines.py`` prints the table.
+style, callback support) is checked against forward hooks by the project's ``tests/test_tiny_pipelines.py``;
+:func:`observe` does the hooking.  ``python -m cache_dit.testing.tiny_pipelines`` prints the table.
 """
 
 from __future__ import annotations
@@ -807,7 +807,7 @@ def build(name: str) -> TinyCase:
     return factory()
 
 
-def _report(names: list[str]) -> None:  # python tests/tiny_pipelines.py [names...]
+def _report(names: list[str]) -> None:  # python -m cache_dit.testing.tiny_pipelines [names...]
     torch.set_num_threads(1)
     print(f"{'case':24s} {'lists':45s} {'blk':>3s} {'c/st':>4s} {'cfg':>8s} {'cb':>2s} {'out':>6s} "
           f"{'img/txt':>7s} {'build':>6s} {'call':>6s} {'latent':>6s}  observed")
