@@ -184,7 +184,11 @@ def test_refresh_context_sample(flux):
         finally:
             cache_dit.disable_cache(tr)
         assert len(stats[0].cached_steps) > 0
-        assert stats[0].tag == cache_dit.CacheOptions.from_kwargs(options).tag()
+        # refresh_context(num_inference_steps=) sets the coming generations' length, not the
+        # options, so the first two tags carry no N token
+        named = options if run is not None and "max_cached_steps" in options else {
+            k: v for k, v in options.items() if k != "num_inference_steps"}
+        assert stats[0].tag == cache_dit.CacheOptions.from_kwargs(named).tag()
         assert torch.equal(out, expected)
 
 
@@ -315,7 +319,7 @@ def test_reset_cache_steps_size_a_preset_mask_on_a_bare_transformer(flux):
         cache_dit.reset_cache(tr, num_inference_steps=flux.steps)
         out = flux.run(0)
         sized = cache_dit.summary(tr)[0].cached_steps
-        with pytest.raises(ValueError, match="num_inference_steps must be an int >= 1, got 0"):
+        with pytest.raises(ValueError, match="num_inference_steps must be >= 1, got 0"):
             cache_dit.reset_cache(tr, num_inference_steps=0)
     finally:
         cache_dit.disable_cache(tr)
