@@ -122,3 +122,14 @@ def test_bench_fid_column_uses_the_shipped_test_set_statistics(tmp_path, capsys)
     rows = json.loads((out / "table.json").read_text())["rows"]
     assert all(row["fid"] > 0 for row in rows)
     assert "FID" in capsys.readouterr().out
+
+
+def test_bench_budget_rows_keep_the_asked_compute(tmp_path, capsys):
+    out = tmp_path / "bench"
+    code = main(["--steps", "20", "--samples", "2", "--repeats", "1", "--no-progress", "--no-lpips",
+                 "--config", "F1B0_R0.8_W1", "--budget", "0.5", "--out", str(out)])
+    assert code == 0
+    assert "F1B0_BUD0.5" in capsys.readouterr().out
+    rows = {row["config"]: row for row in json.loads((out / "table.json").read_text())["rows"]}
+    assert rows["F1B0_BUD0.5"]["cached_steps"] > 0
+    assert abs(rows["F1B0_BUD0.5"]["blocks_fraction"] - 0.5) <= 0.03

@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a config string such as F1B0_R0.08_T1O2 (repeatable); default: the "
                              "model's four default configs")
     parser.add_argument("--configs-file", metavar="YAML", help="configs from a YAML file")
+    parser.add_argument("--budget", action="append", type=float, default=None, metavar="X",
+                        help="also a compute budget: keep fraction X of the block executions "
+                             "(config F1B0_BUD<X>; repeatable); its blocks column is what it kept")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 28)")
     parser.add_argument("--samples", type=int, default=10, help="images per run (default 10)")
     parser.add_argument("--repeats", type=int, default=3,
@@ -49,7 +52,9 @@ def _configs(args, model) -> list[BenchConfig]:
     if args.configs_file:
         configs += load_configs(args.configs_file)
     configs += [parse_config(text) for text in (args.config or [])]
-    return configs or [parse_config(text) for text in model.default_configs]
+    if not configs:
+        configs = [parse_config(text) for text in model.default_configs]
+    return configs + [parse_config(f"F1B0_BUD{budget:g}") for budget in (args.budget or [])]
 
 
 def _fid_scorer(model, samples: int):
