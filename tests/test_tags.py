@@ -24,6 +24,7 @@ def valid_options(draw) -> CacheOptions:
         st.none(), st.sampled_from(["slow", "medium", "fast", "ultra"]),
         st.lists(st.integers(0, 1), min_size=steps or 1, max_size=steps or 12)))
     budget = draw(st.one_of(st.none(), st.floats(0.01, 1.0), st.just(0.5)))
+    per_sample = draw(st.booleans())
     return CacheOptions(
         compute_budget=budget,
         decision_rule="residual_diff" if budget is not None else draw(
@@ -44,7 +45,8 @@ def valid_options(draw) -> CacheOptions:
         taylorseer_kwargs={"n_derivatives": draw(st.integers(1, 4))},
         do_separate_classifier_free_guidance=draw(st.sampled_from([None, True, False])),
         cfg_compute_first=draw(st.booleans()),
-        cfg_diff_compute_separate=draw(st.booleans()),
+        cfg_diff_compute_separate=per_sample or draw(st.booleans()),
+        per_sample_decisions=per_sample,
         num_inference_steps=steps,
     )
 

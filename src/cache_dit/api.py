@@ -242,6 +242,19 @@ def _stream_label(branch: int, num_streams: int, cfg_compute_first: bool) -> str
     return names[branch] if branch < 2 else f"call{branch}"
 
 
+def _stream_stats(streams: dict, cfg_compute_first: bool) -> dict[str, StreamStats]:
+    """Statistics per stream label; under per-sample decisions one entry per sample
+    (``cond[0]``, ``cond[1]``, ...)."""
+    out = {}
+    for branch, stream in streams.items():
+        label = _stream_label(branch, len(streams), cfg_compute_first)
+        if stream.samples:
+            out.update({f"{label}[{i}]": sample.stats for i, sample in enumerate(stream.samples)})
+        else:
+            out[label] = stream.stats
+    return out
+
+
 def summary(pipe_or_module: Any, details: bool = False, **kwargs: Any) -> list[CacheSummary]:
     """Per cached transformer: config tag, cached steps, residual diffs, block executions saved.
 
@@ -263,10 +276,7 @@ def summary(pipe_or_module: Any, details: bool = False, **kwargs: Any) -> list[C
             tag=controller.options.tag(),
             block_lists={name: len(blocks) for name, blocks in controller.block_lists},
             patterns=controller.patterns(),
-            streams={
-                _stream_label(b, len(streams), controller.options.cfg_compute_first): s.stats
-                for b, s in streams.items()
-            },
+            streams=_stream_stats(streams, controller.options.cfg_compute_first),
             compute_budget=controller.options.compute_budget,
         ))
     if log_report or details:

@@ -21,7 +21,8 @@ from .hooks import (BLOCK_HOOK, TRANSFORMER_HOOK, BlockHook, TransformerHook,
 from .options import CacheOptions
 from .parallel import ContextParallelSync
 from .patterns import BlockIO, ForwardPattern, describe
-from .plan import ChainPlan, Mode
+from .per_sample import SubBatch
+from .plan import ChainPlan, Mode, Role
 from .rules import StepSchedule, make_rule
 from .runtime import CallState, Runtime
 from .stream import StreamState
@@ -67,6 +68,7 @@ class CacheController:
             encoder_as_value=as_value and options.enable_encoder_taylorseer,
             on_probe=self._decide,
         )
+        self.runtime.check_batch_inputs = options.per_sample_decisions
         self._timestep_param = _timestep_parameter(transformer)
         self.clock = GenerationClock(options.num_inference_steps)
         self.streams: dict[int, StreamState] = {}
@@ -220,7 +222,14 @@ class CacheController:
         if call is None:
             return
         stats = call.stream.stats
-        stats.blocks_run += self.plan.kept[call.mode]
+        if call.samples is not None:  # per-sample decisions: each sample counts its own blocks
+            computing = set(call.sub.compute) if call.sub is not None else None
+            for i, sample in enumerate(call.samples):
+                computed = call.mode is Mode.COMPUTE or (computing is not None and i in computing)
+                sample.stats.blocks_run += self.num_blocks if computed else self.plan.kept[
+                    Mode.CACHE]
+                sample.stats.blocks_total += self.num_blocks
+        stats.blocks_run += self.plan.kept[call.mode] if call.mode is not Mode.MIXED else 0
         stats.blocks_total += self.num_blocks
         if call.branch == 0 and call.decided:
             self._leader[call.step] = (call.mode is not Mode.COMPUTE,
@@ -251,6 +260,8 @@ class CacheController:
         opts = self.options
         stream = call.stream
         call.decided = True
+        if opts.per_sample_decisions and probe is not None and self._per_sample_ok(call, probe):
+            return self._decide_samples(call, probe)
         diff = None
         may_cache = False
         leader = None
@@ -265,7 +276,7 @@ class CacheController:
                 if self.diff_reducer is not None:  # sharded model: one decision from global sums
                     parts = self.diff_reducer(parts)
                 rule_says, diff = self.rule.decide(stream.rule, call.step, parts.tolist())
-                may_cache = rule_says and self._gates_open(call)
+                may_cache = rule_says and self._gates_open(call.step, stream)
         if diff is not None:
             stream.stats.residual_diffs[call.step] = diff
         if may_cache:
@@ -279,19 +290,71 @@ class CacheController:
         self.rule.on_compute(stream.rule, call.step, probe)
         return Mode.COMPUTE
 
-    def _gates_open(self, call: CallState) -> bool:
+    def _gates_open(self, step: int, stream: StreamState) -> bool:
         """The options that bound caching, whatever the rule says."""
         opts = self.options
-        stream = call.stream
-        if not self.plan.has_middle or call.step < opts.warmup_steps:
+        if not self.plan.has_middle or step < opts.warmup_steps:
             return False
-        if self._mask is not None and call.step < len(self._mask) and self._mask[call.step]:
+        if self._mask is not None and step < len(self._mask) and self._mask[step]:
             return False
         if 0 <= opts.max_cached_steps <= len(stream.stats.cached_steps):
             return False
         if 0 <= opts.max_continuous_cached_steps <= stream.continuous_cached:
             return False
         return self._buffers_ready(stream)
+
+    def _per_sample_ok(self, call: CallState, probe: torch.Tensor) -> bool:
+        """Per-sample decisions apply unless a middle block returns extra outputs or takes an
+        input whose batch dimension cannot be told (then: one decision per batch, warned once)."""
+        if any(self.ios[p.index].has_value_slots for p in self.plan.blocks if p.role is Role.MIDDLE):
+            self._warn_once("per_sample_values", f"per_sample_decisions: a middle block of "
+                                                 f"{self.name} returns extra outputs; deciding per batch")
+            return False
+        name = call.ambiguous_input
+        if name is not None:
+            self._warn_once("per_sample_input", f"per_sample_decisions: the batch dimension of "
+                                                f"{self.name}'s block input {name!r} cannot be told; "
+                                                f"deciding per batch")
+            return False
+        return True
+
+    def _decide_samples(self, call: CallState, probe: torch.Tensor) -> Mode:
+        """One decision per sample of the batch, from one device-to-host read of all parts."""
+        batch = probe.shape[0]
+        samples = call.stream.samples
+        if len(samples) != batch:
+            samples[:] = [self._new_stream() for _ in range(batch)]
+        call.samples = samples
+        rows = [probe[i:i + 1] for i in range(batch)]
+        parts = [self.rule.parts(s.rule, call.step, row) for s, row in zip(samples, rows)]
+        values = [None] * batch
+        if all(p is not None for p in parts):
+            stacked = torch.stack(parts)
+            if self.diff_reducer is not None:  # sharded model: every rank gets the same sums
+                stacked = self.diff_reducer(stacked)
+            values = stacked.tolist()
+        compute = []
+        for i, (sample, row, value) in enumerate(zip(samples, rows, values)):
+            sample.stats.steps += 1
+            may_cache = False
+            if value is not None:
+                rule_says, diff = self.rule.decide(sample.rule, call.step, value)
+                sample.stats.residual_diffs[call.step] = diff
+                may_cache = rule_says and self._gates_open(call.step, sample)
+            if may_cache:
+                sample.continuous_cached += 1
+                sample.stats.cached_steps.append(call.step)
+                self.rule.on_cache(sample.rule, call.step, row)
+            else:
+                sample.continuous_cached = 0
+                self.rule.on_compute(sample.rule, call.step, row)
+                compute.append(i)
+        if len(compute) == batch:
+            return Mode.COMPUTE
+        if not compute:
+            return Mode.CACHE
+        call.sub = SubBatch(compute, batch, probe.device)
+        return Mode.MIXED
 
     def _buffers_ready(self, stream: StreamState) -> bool:
         return all(seg in stream.middle for seg in self.plan.middle_segments)

@@ -25,7 +25,7 @@ TRANSFORMER_HOOK = "cache_dit.transformer"
 BLOCK_HOOK = "cache_dit.block"
 
 # Action codes (plan.Action) as plain ints: the hot path compares ints, not enum members.
-_RUN, _RUN_RECORD, _PASS = 0, 1, 2
+_RUN, _RUN_RECORD, _PASS, _SUB_BATCH = 0, 1, 2, 4
 
 
 class _ContextReceiver(StateManager):
@@ -105,6 +105,8 @@ class BlockHook(ModelHook):
             output = self.fn_ref.original_forward(*args, **kwargs)
             runtime.after(self.index, output)
             return output
+        if action == _SUB_BATCH:
+            return runtime.sub_batch(self.index, self.fn_ref.original_forward, args, kwargs)
         return runtime.stand_in(self.index, args, kwargs)
 
 

@@ -150,6 +150,9 @@ class CacheOptions:
             changes since then, TeaCache/EasyCache style), ``"forecast_error"`` (the relative L1
             error of the calibrator's forecast of the probe: with TaylorSeer, cache while the
             forecast holds; with plain reuse it equals ``"residual_diff"``).
+        per_sample_decisions: each sample of a batch decides from its own probe and keeps its
+            own buffers; the middle blocks run on the sub-batch of samples that compute
+            (Bn blocks of ``Bn_compute_blocks_ids`` then always run).
         compute_budget: keep this fraction of the block executions of every generation, in
             (0, 1]; replaces ``residual_diff_threshold`` (steps compute where the measured change
             is largest, see :mod:`cache_dit.rules.budget`). Unless given, ``warmup_steps`` is 0: the
@@ -176,6 +179,7 @@ class CacheOptions:
     num_inference_steps: int | None = None
     decision_rule: str = "residual_diff"
     compute_budget: float | None = None
+    per_sample_decisions: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -228,13 +232,17 @@ class CacheOptions:
         _check_float("residual_diff_threshold", self.residual_diff_threshold)
         _check_float("non_compute_blocks_diff_threshold", self.non_compute_blocks_diff_threshold)
         for name in ("enable_taylorseer", "enable_encoder_taylorseer", "cfg_compute_first",
-                     "cfg_diff_compute_separate"):
+                     "cfg_diff_compute_separate", "per_sample_decisions"):
             _check_bool(name, getattr(self, name))
         _check_bool_or_none(
             "do_separate_classifier_free_guidance", self.do_separate_classifier_free_guidance
         )
         if self.num_inference_steps is not None:
             _check_int("num_inference_steps", self.num_inference_steps, 1)
+        if self.per_sample_decisions and not self.cfg_diff_compute_separate:
+            raise ValueError(
+                "per_sample_decisions=True needs cfg_diff_compute_separate=True: each sample "
+                "decides from its own diff")
         if self.decision_rule not in DECISION_RULES:
             raise ValueError(
                 f"decision_rule must be one of {DECISION_RULES}, got {self.decision_rule!r}")

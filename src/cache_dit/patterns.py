@@ -114,6 +114,8 @@ class BlockIO:
         self._returned = None  # lazily parsed source names
         self._block_ref_for_source = block
         sig = _forward_signature(block)
+        self.positional_names = [p.name for p in sig.parameters.values()
+                                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         self.hidden = self._find_param(sig, _HIDDEN_NAMES, first_fallback=True)
         if self.hidden is None:
             raise ValueError(

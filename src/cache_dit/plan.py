@@ -29,6 +29,7 @@ class Mode(enum.IntEnum):
     COMPUTE = 1  # every block runs (also before the decision on every call)
     CACHE = 2  # middle blocks are stood in for
     CACHE_BACK = 3  # middle blocks and the skippable Bn blocks are stood in for
+    MIXED = 4  # per-sample decisions: middle blocks run on the samples that compute only
 
 
 class Action(enum.IntEnum):
@@ -38,6 +39,7 @@ class Action(enum.IntEnum):
     RUN_RECORD = 1  # run the block and record inputs/outputs the cache needs
     PASS = 2  # stand in: return the input in the block's output layout
     STAND_IN = 3  # stand in with a cached residual / forecast / stored values
+    SUB_BATCH = 4  # run on the computing samples, stand in for the others
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,8 @@ class ChainPlan:
                   Mode.COMPUTE: tuple(compute(p) for p in self.blocks)}
         tables[Mode.CACHE] = tuple(
             stood_in(p) if p.role is Role.MIDDLE else compute(p) for p in self.blocks)
+        tables[Mode.MIXED] = tuple(
+            Action.SUB_BATCH if p.role is Role.MIDDLE else compute(p) for p in self.blocks)
         tables[Mode.CACHE_BACK] = tuple(
             stood_in(p) if p.role is Role.MIDDLE or p.skippable_back else compute(p)
             for p in self.blocks)

@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .patterns import BlockIO
+from .per_sample import SubBatch, ambiguous_input
 from .plan import ChainPlan, Mode
 from .stream import StreamState
 
@@ -29,7 +30,7 @@ class CallState:
     """Scratch state of one transformer call."""
 
     __slots__ = ("stream", "step", "branch", "mode", "decided", "segment_inputs",
-                 "middle_inputs", "block_inputs")
+                 "middle_inputs", "block_inputs", "samples", "sub", "ambiguous_input")
 
     def __init__(self, stream: StreamState, step: int, branch: int) -> None:
         self.stream = stream
@@ -40,6 +41,9 @@ class CallState:
         self.segment_inputs: dict[int, torch.Tensor] = {}
         self.middle_inputs: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self.block_inputs: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self.samples: list[StreamState] | None = None  # per-sample decisions: one state each
+        self.sub: SubBatch | None = None  # which samples compute (Mode.MIXED)
+        self.ambiguous_input: str | None = None  # an input whose batch dimension is unclear
 
 
 class Runtime:
@@ -53,6 +57,7 @@ class Runtime:
         self.hidden_as_value = hidden_as_value  # the calibrators see outputs, not residuals
         self.encoder_as_value = encoder_as_value
         self.on_probe = on_probe
+        self.check_batch_inputs = False  # per-sample decisions: look at the decider's inputs
         self.call: CallState | None = None
         self.actions = plan.actions[Mode.OFF]
 
@@ -75,9 +80,13 @@ class Runtime:
         call = self.call
         io = self.ios[index]
         needs_own = plan.skippable_back or io.slots is None
-        if not (plan.segment_start or plan.middle_start or needs_own):
+        check = plan.decides and self.check_batch_inputs
+        if not (plan.segment_start or plan.middle_start or needs_own or check):
             return
         hidden, encoder = io.read_inputs(args, kwargs)
+        if check:
+            call.ambiguous_input = ambiguous_input(args, kwargs, hidden, encoder,
+                                                   io.positional_names)
         if needs_own:
             call.block_inputs[index] = (hidden, encoder)
         if plan.segment_start:
@@ -113,16 +122,22 @@ class Runtime:
         if segment not in call.middle_inputs:
             return
         hidden_in, encoder_in = call.middle_inputs[segment]
-        hidden_cal, encoder_cal = call.stream.calibrators(segment)
-        for calibrator, out, inp, as_value in (
-            (hidden_cal, hidden, hidden_in, self.hidden_as_value),
-            (encoder_cal, encoder, encoder_in, self.encoder_as_value),
-        ):
-            feature = (out if as_value else _sub(out, inp)) if out is not None else None
-            if feature is None:
-                calibrator.reset()
-            else:
-                calibrator.update(call.step, feature)
+        features = [(out if as_value else _sub(out, inp)) if out is not None else None
+                    for out, inp, as_value in ((hidden, hidden_in, self.hidden_as_value),
+                                               (encoder, encoder_in, self.encoder_as_value))]
+        if call.samples is None:
+            owners = [(call.stream, None)]
+        else:  # each computed sample keeps its own row
+            rows = call.sub.compute if call.sub is not None else range(len(call.samples))
+            owners = [(call.samples[i], i) for i in rows]
+        for owner, row in owners:
+            for calibrator, feature in zip(owner.calibrators(segment), features):
+                if feature is not None and row is not None:
+                    feature = feature[row:row + 1] if feature.shape[0] == len(call.samples) else None
+                if feature is None:
+                    calibrator.reset()
+                else:
+                    calibrator.update(call.step, feature)
 
     # ------------------------------------------------------------------ stood-in blocks
     @torch.compiler.disable
@@ -138,11 +153,52 @@ class Runtime:
             residual_h, residual_e = stream.block_residuals[index]
             hidden = hidden + residual_h if residual_h is not None else hidden
             encoder = encoder + residual_e if residual_e is not None else encoder
+        elif plan.middle_start and call.samples is not None:
+            hidden, encoder = self._apply_rows(call, plan.segment, hidden, encoder,
+                                               range(len(call.samples)))
         elif plan.middle_start:
             hidden_cal, encoder_cal = stream.middle[plan.segment]
             hidden = self._apply(hidden_cal, call.step, hidden, self.hidden_as_value)
             encoder = self._apply(encoder_cal, call.step, encoder, self.encoder_as_value)
         return io.build_output(hidden, encoder, stream.block_values.get(index))
+
+    @torch.compiler.disable
+    def sub_batch(self, index: int, forward: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        """A middle block under per-sample decisions: run on the computing samples; the first
+        middle block of a list also stands in for the cached samples' whole skipped span."""
+        plan = self.plan.blocks[index]
+        call = self.call
+        io = self.ios[index]
+        sub = call.sub
+        hidden, encoder = io.read_inputs(args, kwargs)
+        if plan.middle_start:
+            call.middle_inputs[plan.segment] = (hidden, encoder)
+        computed_hidden, computed_encoder, _ = io.split_outputs(
+            sub.run(forward, args, kwargs, io.positional_names))
+        cached_hidden = cached_encoder = None
+        if plan.middle_start:
+            cached_hidden, cached_encoder = self._apply_rows(
+                call, plan.segment, hidden.index_select(0, sub.cache_index),
+                encoder.index_select(0, sub.cache_index) if encoder is not None else None,
+                sub.cache)
+        hidden = sub.merge(hidden, computed_hidden, cached_hidden)
+        encoder = sub.merge(encoder, computed_encoder, cached_encoder)
+        if plan.middle_end:
+            self._store_middle(call, plan.segment, hidden, encoder)
+        return io.build_output(hidden, encoder, None)
+
+    def _apply_rows(self, call: CallState, segment: int, hidden, encoder, rows):
+        """Each listed sample's own stand-in; ``hidden``/``encoder`` hold exactly those rows."""
+        out_hidden, out_encoder = [], []
+        for position, sample in enumerate(rows):
+            hidden_cal, encoder_cal = call.samples[sample].middle[segment]
+            out_hidden.append(self._apply(hidden_cal, call.step, hidden[position:position + 1],
+                                          self.hidden_as_value))
+            if encoder is not None:
+                out_encoder.append(self._apply(encoder_cal, call.step,
+                                               encoder[position:position + 1],
+                                               self.encoder_as_value))
+        return torch.cat(out_hidden), (torch.cat(out_encoder) if encoder is not None else None)
 
     @staticmethod
     def _apply(calibrator, step: int, value, as_value: bool):

@@ -23,6 +23,9 @@ class StreamState:
         self._hidden_calibrator = hidden_calibrator
         self._encoder_calibrator = encoder_calibrator
         self.stats = StreamStats()
+        # Under per-sample decisions: one state per sample of the batch (this one's own buffers
+        # then stay unused).
+        self.samples: list[StreamState] = []
         self.reset()
 
     def reset(self) -> None:
@@ -35,6 +38,8 @@ class StreamState:
         # Per skipped block with extra outputs (not hidden/encoder): its last computed outputs.
         self.block_values: dict[int, tuple] = {}
         self.continuous_cached = 0
+        for sample in self.samples:
+            sample.reset()
 
     def calibrators(self, segment: int) -> tuple[Calibrator, Calibrator]:
         """The segment's (hidden, encoder) calibrators, created on first use."""

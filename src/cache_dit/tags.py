@@ -22,6 +22,7 @@ carry the same tag and any tag parses back to the options that made it (``summar
     N<n>           num_inference_steps
     BUD<x>         compute_budget
     ACC / FE       decision_rule accumulated / forecast_error
+    PS             per_sample_decisions
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def format_tag(options: CacheOptions) -> str:
         parts.append(f"N{o.num_inference_steps}")
     if o.decision_rule != d.decision_rule:
         parts.append(_RULE_TOKENS[o.decision_rule])
+    if o.per_sample_decisions:
+        parts.append("PS")
     return "_".join(parts)
 
 
@@ -111,9 +114,10 @@ _TOKENS: list[tuple[re.Pattern, Callable[[re.Match], dict[str, Any]]]] = [
     (re.compile(r"BUD" + _NUMBER), lambda m: {"compute_budget": float(m[1])}),
     (re.compile(r"ACC"), lambda m: {"decision_rule": "accumulated"}),
     (re.compile(r"FE"), lambda m: {"decision_rule": "forecast_error"}),
+    (re.compile(r"PS"), lambda m: {"per_sample_decisions": True}),
 ]
 _TOKEN_HELP = ("F<n>B<m>, W<n>, MC<n>, R<x>, BnIds<i-j>, NR<x>, MCC<n>, M<preset|bits>, "
-               "T<0|1>[E<0|1>]O<m>[H], CFG<0|1>, CFGD0, CF1, N<n>, BUD<x>, ACC, FE")
+               "T<0|1>[E<0|1>]O<m>[H], CFG<0|1>, CFGD0, CF1, N<n>, BUD<x>, ACC, FE, PS")
 
 
 def tag_options(tag: str) -> dict[str, Any]:
