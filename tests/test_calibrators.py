@@ -7,12 +7,13 @@ import torch
 
 from cache_dit.calibrators.base import Calibrator
 from cache_dit.calibrators.foca import FoCaCalibrator
+from cache_dit.calibrators.hermite import HermiteCalibrator, hermite
 from cache_dit.calibrators.newton import NewtonCalibrator
 from cache_dit.calibrators.reuse import ReuseCalibrator
 from cache_dit.calibrators.taylorseer import TaylorSeerCalibrator
 from cache_dit.taylorseer import TaylorSeer
 
-ALL = [ReuseCalibrator, TaylorSeerCalibrator, NewtonCalibrator, FoCaCalibrator]
+ALL = [ReuseCalibrator, TaylorSeerCalibrator, NewtonCalibrator, FoCaCalibrator, HermiteCalibrator]
 
 
 def t(x: float) -> torch.Tensor:
@@ -57,6 +58,9 @@ def test_protocol_ready_reset_and_bad_use(cls):
     (lambda: TaylorSeerCalibrator(gaps="mean"), r"gaps must be one of \('latest', 'span'\), got 'mean'"),
     (lambda: NewtonCalibrator(order=1.0), "NewtonCalibrator order must be an int >= 1, got 1.0"),
     (lambda: NewtonCalibrator(derivative_start_step="3"), "derivative_start_step must be an int >= 0, got '3'"),
+    (lambda: HermiteCalibrator(sigma=0), r"sigma must be a number in \(0, 1\], got 0"),
+    (lambda: HermiteCalibrator(sigma=1.5), r"sigma must be a number in \(0, 1\], got 1.5"),
+    (lambda: HermiteCalibrator(order=0), "TaylorSeerCalibrator order must be an int >= 1, got 0"),
     (lambda: FoCaCalibrator(horizon=0), "horizon must be a finite number > 0 or None, got 0"),
     (lambda: FoCaCalibrator(horizon=float("inf")), "horizon must be a finite number > 0 or None, got inf"),
     (lambda: FoCaCalibrator(per_step_slopes=1), "per_step_slopes must be True or False, got 1"),
@@ -183,3 +187,29 @@ def test_foca_with_gap_blind_slopes_overshoots_lines():
     # are the two-step difference 7 - 3, so one step ahead moves by 4: twice the line's slope.
     foca = feed(FoCaCalibrator(), {0: 3.0, 2: 7.0})
     assert foca.approximate(3).item() == 7.0 + 0.5 * (4.0 + 4.0)  # truth 9
+
+
+def test_hermite_polynomials():
+    # H_0..H_4 at y = 0.5 from their closed forms 1, 2y, 4y^2 - 2, 8y^3 - 12y, 16y^4 - 48y^2 + 12
+    y = 0.5
+    assert [hermite(y, n) for n in range(5)] == [1.0, 2 * y, 4 * y**2 - 2, 8 * y**3 - 12 * y,
+                                                 16 * y**4 - 48 * y**2 + 12]
+
+
+def test_hermite_forecast_weights():
+    points = {4: 64.0, 6: 216.0, 8: 512.0}  # ladder from step 0: value 512, d1 148, d2 36
+    sigma, k = 0.6, 3.0
+    h2 = feed(HermiteCalibrator(2, sigma=sigma, derivative_start_step=0), points)
+    expected = 512.0 + 148.0 * sigma * 2 * sigma * k + 36.0 * sigma**2 * (4 * (sigma * k) ** 2 - 2) / 2
+    assert h2.approximate(11).item() == pytest.approx(expected, rel=1e-15)
+    # order 1: TaylorSeer's slope times 2 sigma^2; sigma = 1/sqrt(2) is TaylorSeer itself
+    h1 = feed(HermiteCalibrator(1, sigma=sigma, derivative_start_step=0), points)
+    assert h1.approximate(11).item() == pytest.approx(512.0 + 2 * sigma**2 * 148.0 * k, rel=1e-15)
+    plain = feed(HermiteCalibrator(1, sigma=2**-0.5, derivative_start_step=0), points)
+    taylor = feed(TaylorSeerCalibrator(1, derivative_start_step=0), points)
+    assert plain.approximate(11).item() == pytest.approx(taylor.approximate(11).item(), rel=1e-15)
+
+
+def test_hermite_keeps_taylorseer_start_up():
+    hermite_seer = feed(HermiteCalibrator(1, sigma=0.6), {0: 1.0, 1: 2.0, 2: 4.0})
+    assert hermite_seer.approximate(5).item() == 4.0  # no derivative before step 3
