@@ -64,6 +64,7 @@ def test_protocol_ready_reset_and_bad_use(cls):
     (lambda: FoCaCalibrator(horizon=0), "horizon must be a finite number > 0 or None, got 0"),
     (lambda: FoCaCalibrator(horizon=float("inf")), "horizon must be a finite number > 0 or None, got inf"),
     (lambda: FoCaCalibrator(per_step_slopes=1), "per_step_slopes must be True or False, got 1"),
+    (lambda: FoCaCalibrator(derivative_start_step=2.0), "derivative_start_step must be an int >= 0, got 2.0"),
 ])
 def test_bad_constructor_arguments(make, message):
     with pytest.raises(ValueError, match=message):
@@ -174,6 +175,16 @@ def test_foca_per_step_slopes_and_memo():
     assert torch.equal(skipping.approximate(6), sixth)  # steps not asked for are rolled through
 
 
+def test_foca_start_up_holds_the_value_before_the_start_step():
+    foca = feed(FoCaCalibrator(derivative_start_step=3), {0: 1.0, 1: 5.0, 2: 6.0})
+    assert foca.approximate(3).item() == 6.0  # no slope across steps 0-2
+    foca.update(3, t(8.0))
+    # slopes from steps 2 and 3 only: anchor 8 - 6, local 8 - 6
+    assert foca.approximate(4).item() == 8.0 + 0.5 * (2.0 + 2.0)
+    early = feed(FoCaCalibrator(), {0: 1.0, 1: 5.0, 2: 6.0})
+    assert early.approximate(3).item() == 6.0 + 0.5 * (1.0 + 1.0)
+
+
 @pytest.mark.parametrize("cls, kwargs", [(FoCaCalibrator, {"horizon": None, "per_step_slopes": True}),
                                          (TaylorSeerCalibrator, {"order": 1, "derivative_start_step": 0})])
 def test_lines_forecast_exactly_at_irregular_gaps(cls, kwargs):
@@ -213,3 +224,41 @@ def test_hermite_forecast_weights():
 def test_hermite_keeps_taylorseer_start_up():
     hermite_seer = feed(HermiteCalibrator(1, sigma=0.6), {0: 1.0, 1: 2.0, 2: 4.0})
     assert hermite_seer.approximate(5).item() == 4.0  # no derivative before step 3
+
+
+# ---------------------------------------------------------------- on the trained reference model
+@pytest.fixture(scope="module")
+def reference_pipe():
+    from cache_dit.reference import FashionFluxPipeline
+
+    pipe = FashionFluxPipeline.from_reference()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_why_todays_taylorseer_lost_on_the_reference_model(reference_pipe):
+    """Closed loop at DBCache's own decisions (F1B0, threshold 0.16, caching from step 3):
+    today's order-2 forecaster (the Newton polynomial through the first, fastest-changing
+    steps) loses to cache-dit 1.5.3's rule; each of the two differences alone recovers part of it.
+    """
+    from cache_dit.bench.forecast import dbcache_patterns, open_loop_error, replay
+
+    labels, seeds = [7, 1], [0, 1]
+    patterns = dbcache_patterns(reference_pipe, labels, seeds, Fn_compute_blocks=1, Bn_compute_blocks=0,
+                                residual_diff_threshold=0.16, warmup_steps=3)
+    assert all(min(branch) == 3 for pattern in patterns for branch in pattern)  # caching starts at 3
+    variants = {"today": lambda: NewtonCalibrator(2),
+                "start_up_fixed": lambda: NewtonCalibrator(2, derivative_start_step=3),
+                "formula_fixed": lambda: TaylorSeerCalibrator(2, derivative_start_step=0),
+                "cache_dit": lambda: TaylorSeerCalibrator(2)}
+    result = replay(reference_pipe, labels, seeds, patterns, variants)
+    psnr = {name: sum(result.psnr(i, name) for i in range(2)) / 2 for name in variants}
+    margin = 1.0  # dB
+    assert psnr["cache_dit"] > psnr["today"] + 3 * margin, psnr
+    assert psnr["start_up_fixed"] > psnr["today"] + margin, psnr
+    assert psnr["formula_fixed"] > psnr["today"] + margin, psnr
+    # open loop (fed the uncached trajectory): the same order, so it is the forecast itself
+    error = {name: [e for i in range(2) for b in range(2) for e in open_loop_error(
+        result.uncached_residuals[i][b], patterns[i][b], make)] for name, make in variants.items()}
+    mean = {name: sum(e) / len(e) for name, e in error.items()}
+    assert mean["cache_dit"] < 0.75 * mean["today"], mean

@@ -13,14 +13,15 @@ but always corrected back to the anchor. cache-dit treats every gap as one step
 (``per_step_slopes=False``): after a computed step two steps from the previous one the anchor
 slope is a two-step difference. ``per_step_slopes=True`` divides each slope by its gap.
 Forecasts are memoised per step, so asking twice (or skipping a step) gives the same answer as
-asking once at every cached step.
+asking once at every cached step. ``derivative_start_step`` works as TaylorSeer's (default 0,
+cache-dit's FoCa: slopes from the first two computed steps): an update before it holds the value.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ._history import check_approximate, check_update
+from ._history import check_approximate, check_int, check_update
 
 __all__ = ["FoCaCalibrator"]
 
@@ -28,13 +29,16 @@ __all__ = ["FoCaCalibrator"]
 class FoCaCalibrator:
     """Heun forecast over the last computed steps and the running forecasts (4 tensors)."""
 
-    def __init__(self, horizon: float | None = 3.0, per_step_slopes: bool = False) -> None:
+    def __init__(self, horizon: float | None = 3.0, per_step_slopes: bool = False,
+                 derivative_start_step: int = 0) -> None:
         if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, (int, float))
                                     or not horizon > 0 or horizon == float("inf")):
             raise ValueError(f"FoCaCalibrator horizon must be a finite number > 0 or None, got {horizon!r}")
         if not isinstance(per_step_slopes, bool):
             raise ValueError(f"FoCaCalibrator per_step_slopes must be True or False, got {per_step_slopes!r}")
         self.horizon = None if horizon is None else float(horizon)
+        self.derivative_start_step = check_int("FoCaCalibrator", "derivative_start_step",
+                                               derivative_start_step, 0)
         self.per_step_slopes = per_step_slopes
         self.reset()
 
@@ -52,8 +56,11 @@ class FoCaCalibrator:
     def update(self, step: int, value: torch.Tensor) -> None:
         last = self.anchor[0] if self.anchor is not None else None
         step = check_update("FoCaCalibrator", step, value, last)
-        self.anchor_prev, self.anchor = self.anchor, (step, value)
-        self.window = (self.window + [(step, value)])[-2:]
+        if step < self.derivative_start_step:  # too early to take slopes across: hold the value
+            self.anchor_prev, self.anchor, self.window = None, (step, value), [(step, value)]
+        else:
+            self.anchor_prev, self.anchor = self.anchor, (step, value)
+            self.window = (self.window + [(step, value)])[-2:]
         self.forecasts = {}
 
     def _slope(self, newer: tuple[int, torch.Tensor], older: tuple[int, torch.Tensor]) -> torch.Tensor:
@@ -81,4 +88,5 @@ class FoCaCalibrator:
         return self.forecasts[step]
 
     def __repr__(self) -> str:
-        return f"FoCaCalibrator(horizon={self.horizon}, per_step_slopes={self.per_step_slopes})"
+        return (f"FoCaCalibrator(horizon={self.horizon}, per_step_slopes={self.per_step_slopes}, "
+                f"derivative_start_step={self.derivative_start_step})")
