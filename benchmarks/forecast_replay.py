@@ -16,8 +16,9 @@ trajectory). Variants:
 - ``taylor2@0``: the spec's Taylor formula with cache-dit's derivative ladder, from step 0
   (cache-dit's formula only);
 - ``taylor{m}``: cache-dit 1.5.3's TaylorSeer exactly (formula and start-up);
-- ``foca``: cache-dit 1.5.3's FoCa exactly; ``foca-ps``: its slopes taken per step;
-- ``hermite{m}``: scaled-Hermite forecast (HiCache) over taylor{m}'s derivatives, sigma 0.63.
+- ``foca``: cache-dit 1.5.3's FoCa exactly; ``foca-ps@3``: its slopes taken per step (divided
+  by their gaps) and TaylorSeer's start-up (no slope before step 3);
+- ``hermite1``: scaled-Hermite forecast (HiCache) over taylor1's derivatives, sigma 0.63.
 """
 
 from __future__ import annotations
@@ -55,9 +56,8 @@ def variants() -> dict:
     for m in (1, 2):
         v[f"taylor{m}"] = lambda m=m: TaylorSeerCalibrator(m)
     v["foca"] = FoCaCalibrator
-    v["foca-ps"] = lambda: FoCaCalibrator(per_step_slopes=True)
-    for m in (1, 2):
-        v[f"hermite{m}"] = lambda m=m: HermiteCalibrator(m, sigma=0.63)
+    v["foca-ps@3"] = lambda: FoCaCalibrator(per_step_slopes=True, derivative_start_step=3)
+    v["hermite1"] = lambda: HermiteCalibrator(1, sigma=0.63)
     return v
 
 

@@ -186,3 +186,49 @@ def dbcache_patterns(pipe, labels: Sequence[int], seeds: Sequence[int], steps: i
     finally:
         cache_dit.disable_cache(pipe)
     return patterns
+
+
+@torch.no_grad()
+def replay_hooked(blocks: Sequence[torch.nn.Module], run: Callable[[int, int], torch.Tensor],
+                  patterns: Sequence[frozenset[int]], variants: dict[str, Callable[[], Calibrator]],
+                  fn: int = 1) -> tuple[list[torch.Tensor], dict[tuple[int, str], torch.Tensor]]:
+    """Closed-loop replay on any pipeline with one transformer call per step (no separate CFG).
+
+    ``run(seed, rows)`` must run the pipeline once on ``rows`` copies of seed's initial latents
+    and return the final latents. Every block still computes; forward hooks (torch's own API,
+    removed afterwards) take the middle's input at ``blocks[fn]`` and replace the hidden output
+    of the last block by ``input + forecast`` on each row's cached steps, row 0 staying uncached.
+    Returns (uncached latents per seed, {(seed, variant): latents}).
+    """
+    names = list(variants)
+    uncached, outputs = [], {}
+    for seed, cached in enumerate(patterns):
+        calibrators = [variants[n]() for n in names]
+        state = {"step": -1, "inputs": None}
+
+        def take_input(_module, _args, kwargs):
+            state["step"] += 1
+            state["inputs"] = kwargs["hidden_states"]
+
+        def stand_in(_module, _args, _kwargs, output):
+            encoder, hidden = output
+            middle_in, step = state["inputs"], state["step"]
+            rows = list(hidden.unbind(0))
+            for r, calibrator in enumerate(calibrators, start=1):
+                if step in cached:
+                    rows[r] = (middle_in[r:r + 1] + calibrator.approximate(step))[0]
+                else:
+                    calibrator.update(step, (hidden[r:r + 1] - middle_in[r:r + 1]).clone())
+            return encoder, torch.stack(rows)
+
+        handles = [blocks[fn].register_forward_pre_hook(take_input, with_kwargs=True),
+                   blocks[-1].register_forward_hook(stand_in, with_kwargs=True)]
+        try:
+            final = run(seed, len(names) + 1)
+        finally:
+            for handle in handles:
+                handle.remove()
+        uncached.append(final[0:1])
+        for r, name in enumerate(names, start=1):
+            outputs[(seed, name)] = final[r:r + 1]
+    return uncached, outputs
