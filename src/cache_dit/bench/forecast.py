@@ -169,7 +169,8 @@ def open_loop_error(trajectory: Sequence[torch.Tensor], cached: frozenset[int],
 @torch.no_grad()
 def dbcache_patterns(pipe, labels: Sequence[int], seeds: Sequence[int], steps: int = 28,
                      guidance: float = 2.5, **options) -> list[Pattern]:
-    """The cached steps plain DBCache (no calibrator) takes for each image, per CFG branch.
+    """The cached steps plain DBCache (no calibrator) takes for each image, per CFG branch
+    (one entry per branch: two with CFG, one without).
 
     Plain DBCache takes exactly cache-dit 1.5.3's decisions, so these are the peer's patterns too.
     """
@@ -182,7 +183,7 @@ def dbcache_patterns(pipe, labels: Sequence[int], seeds: Sequence[int], steps: i
             pipe([label], num_inference_steps=steps, guidance_scale=guidance, output_type="latent",
                  generator=torch.Generator().manual_seed(seed))
             streams = pipe._cache_dit_session.controllers[0].streams
-            patterns.append(tuple(frozenset(streams[b].stats.cached_steps) for b in range(2)))
+            patterns.append(tuple(frozenset(streams[b].stats.cached_steps) for b in sorted(streams)))
     finally:
         cache_dit.disable_cache(pipe)
     return patterns
