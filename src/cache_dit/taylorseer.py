@@ -1,10 +1,14 @@
 """TaylorSeer: forecast a feature at a cached step from the last computed steps.
 
 The spec's formula is a Taylor expansion whose derivatives are finite differences over a fixed
-step interval N. DBCache computes steps irregularly (a cached run of 3, then a compute, ...), so
-we use *divided* differences over the real step indices instead: the Newton form of the
-polynomial through the last m+1 computed points. With equal spacing it is the spec's formula; with
-unequal spacing it stays exact for polynomials of degree m, which a fixed-N formula is not.
+step interval N. This class instead uses *divided* differences over the real step indices: the
+Newton form of the polynomial through the last m+1 computed points, exact for polynomials of
+degree m at any gaps. It is NOT the spec's formula, even on equal gaps (its i-th term carries
+k(k+N)... where the spec has k^i), and it takes derivatives from the very first steps; on the
+reference model both cost image quality (benchmarks/forecast_replay.py).
+:class:`cache_dit.calibrators.taylorseer.TaylorSeerCalibrator` is the spec's formula with
+cache-dit 1.5.3's derivative estimates; :class:`cache_dit.calibrators.newton.NewtonCalibrator`
+keeps this one behind the calibrator seam.
 """
 
 from __future__ import annotations
