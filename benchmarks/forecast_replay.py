@@ -1,6 +1,7 @@
 """Why our TaylorSeer lost to cache-dit 1.5.3's, measured: calibrators replayed at fixed decisions.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/forecast_replay.py [--images 8] [--csv out.csv]
+    PYTHONPATH=src .venv/bin/python benchmarks/forecast_replay.py [--images 4] [--csv out.csv]
+        [--medium-flux]   # also medium FLUX (latents), threshold 0.16 warmup 4 and 0.24 / 2: slow
 
 On the trained reference model (28 steps, CFG 2.5, F1B0, residual cache), for each cached-step
 pattern (the ones plain DBCache takes at several thresholds and warmups, which are exactly
@@ -61,10 +62,55 @@ def variants() -> dict:
     return v
 
 
+def medium_flux(images: int, makers: dict) -> None:
+    """The same replay on medium random-weight FLUX (one call per step, guidance-distilled), through
+    forward hooks; PSNR of the latent displacement as in ``cache_dit.bench.models``."""
+    from cache_dit.bench.forecast import replay_hooked
+    from cache_dit.bench.models import build_model
+    from cache_dit.bench.runner import quality
+
+    model = build_model("medium-flux", samples=1)
+    pipe, tr = model.pipe, model.transformer
+    blocks = list(tr.transformer_blocks) + list(tr.single_transformer_blocks)
+    kwargs = {k: v for k, v in model.call_kwargs.items() if k != "num_images_per_prompt"}
+
+    def noise(seed: int) -> torch.Tensor:
+        return torch.randn((1, *model.latent_shape[1:]), generator=torch.Generator("cpu").manual_seed(seed))
+
+    def run(seed: int, rows: int) -> torch.Tensor:
+        return pipe(latents=noise(seed).repeat(rows, 1, 1), num_images_per_prompt=rows,
+                    num_inference_steps=STEPS, output_type="latent", **kwargs).images.float()
+
+    def moved(latents: torch.Tensor, seed: int):
+        side = int(round(latents.shape[1] ** 0.5))
+        return (latents - noise(seed)).reshape(1, side, side, -1).numpy()
+
+    import cache_dit
+
+    print(f"\n## medium FLUX, latent-displacement PSNR (dB), {images} seeds, F{FN}B0\n")
+    print("| pattern | kept | " + " | ".join(makers) + " |")
+    print("|---" * (len(makers) + 2) + "|")
+    for threshold, warmup in ((0.16, 4), (0.24, 2)):
+        cache_dit.enable_cache(pipe, Fn_compute_blocks=FN, Bn_compute_blocks=0,
+                               residual_diff_threshold=threshold, warmup_steps=warmup)
+        patterns = []
+        for seed in range(images):
+            pipe(latents=noise(seed), num_inference_steps=STEPS, output_type="latent", **kwargs)
+            patterns.append(frozenset(pipe._cache_dit_session.controllers[0].streams[0].stats.cached_steps))
+        cache_dit.disable_cache(pipe)
+        uncached, outputs = replay_hooked(blocks, run, patterns, makers, fn=FN)
+        kept = statistics.mean(kept_fraction((p,), STEPS, len(blocks), FN) for p in patterns)
+        cells = [statistics.mean(quality(moved(uncached[s], s), moved(outputs[(s, n)], s),
+                                         kind="latents")["psnr"] for s in range(images)) for n in makers]
+        print(f"| DBCache t={threshold} w={warmup} | {kept:.2f} | " + " | ".join(f"{c:.1f}" for c in cells) + " |",
+              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=4, help="images (seeds 0.., classes cycled)")
     parser.add_argument("--csv", default=None, help="also write every number to this CSV")
+    parser.add_argument("--medium-flux", action="store_true", help="also replay on medium FLUX (slow)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     start = time.time()
@@ -117,6 +163,8 @@ def main() -> None:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
+    if args.medium_flux:
+        medium_flux(min(args.images, 2), makers)
 
 
 if __name__ == "__main__":
