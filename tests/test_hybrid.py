@@ -62,7 +62,7 @@ def test_taylorseer_keeps_m_plus_1_buffers_per_stream():
     def spy():
         for stream in controller.streams.values():
             for pair in stream.middle.values():
-                seen.extend(len(seer.diffs) for seer in pair)
+                seen.extend(len(seer.derivatives) for seer in pair)
         original()
 
     controller.end_call = spy

@@ -84,3 +84,29 @@ def test_bad_decision_rules():
         cache_dit.CacheOptions(decision_rule="teacache")
     with pytest.raises(ValueError, match="cannot be combined with decision_rule='accumulated'"):
         cache_dit.CacheOptions.from_kwargs(dict(compute_budget=0.5, decision_rule="accumulated"))
+
+
+@pytest.mark.parametrize("calibrator", ["foca", "hermite", "newton", "taylorseer"])
+def test_calibrator_option_stands_in_on_a_pipeline(calibrator):
+    pipe = make_flux()
+    uncached = run(pipe, steps=10)
+    options = dict(Fn_compute_blocks=1, warmup_steps=4, residual_diff_threshold=0.6)
+    cache_dit.enable_cache(pipe, **options)
+    reused = run(pipe, steps=10)
+    cached_steps = cache_dit.summary(pipe)[0].cached_steps
+    cache_dit.enable_cache(pipe, calibrator=calibrator, **options)
+    forecast = run(pipe, steps=10)
+    (item,) = cache_dit.summary(pipe)
+    assert item.cached_steps == cached_steps and cached_steps, "same decisions, something cached"
+    assert item.tag.endswith(f"_C{calibrator}")
+    assert not torch.equal(forecast, reused)  # the stand-in differs from plain reuse
+    assert torch.isfinite(forecast).all() and torch.allclose(forecast, uncached, atol=1.0)
+
+
+def test_bad_calibrator_names_the_allowed_ones():
+    with pytest.raises(ValueError, match=r"calibrator must be one of \('reuse', 'taylorseer', "
+                                         r"'newton', 'foca', 'hermite'\) or None, got 'dmd'"):
+        cache_dit.CacheOptions(calibrator="dmd")
+    from cache_dit.calibrators import CALIBRATORS
+    from cache_dit.options import CALIBRATOR_NAMES
+    assert set(CALIBRATORS) == set(CALIBRATOR_NAMES)

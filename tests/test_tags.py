@@ -47,6 +47,7 @@ def valid_options(draw) -> CacheOptions:
         cfg_compute_first=draw(st.booleans()),
         cfg_diff_compute_separate=per_sample or draw(st.booleans()),
         per_sample_decisions=per_sample,
+        calibrator=draw(st.sampled_from([None, "reuse", "taylorseer", "newton", "foca", "hermite"])),
         num_inference_steps=steps,
     )
 

@@ -64,7 +64,7 @@ class CacheController:
         as_value = options.taylorseer_cache_type == "hidden_states"
         self.runtime = Runtime(
             self.plan, self.ios,
-            hidden_as_value=as_value and options.enable_taylorseer,
+            hidden_as_value=as_value and options.hidden_calibrator != "reuse",
             encoder_as_value=as_value and options.enable_encoder_taylorseer,
             on_probe=self._decide,
         )

@@ -39,6 +39,8 @@ DBCache = CacheType.DBCache
 TAYLORSEER_CACHE_TYPES = ("residual", "hidden_states")
 # Names in cache_dit.rules.RULES a user may choose (the budget rule comes with compute_budget).
 DECISION_RULES = ("residual_diff", "accumulated", "forecast_error")
+# Names in cache_dit.calibrators.CALIBRATORS.
+CALIBRATOR_NAMES = ("reuse", "taylorseer", "newton", "foca", "hermite")
 BUDGET_WARMUP_STEPS = 0  # under compute_budget the rule protects a head proportional to the steps
 
 # Steps-computation presets: (first steps always computed, compute every k-th step after them,
@@ -150,6 +152,10 @@ class CacheOptions:
             changes since then, TeaCache/EasyCache style), ``"forecast_error"`` (the relative L1
             error of the calibrator's forecast of the probe: with TaylorSeer, cache while the
             forecast holds; with plain reuse it equals ``"residual_diff"``).
+        calibrator: what stands in for the skipped blocks of the hidden stream (and of the
+            encoder stream when ``enable_encoder_taylorseer``): ``"reuse"``, ``"taylorseer"``,
+            ``"newton"``, ``"foca"``, ``"hermite"`` (see :mod:`cache_dit.calibrators`). ``None``:
+            ``"taylorseer"`` where TaylorSeer is enabled, else ``"reuse"`` (the spec's behaviour).
         per_sample_decisions: each sample of a batch decides from its own probe and keeps its
             own buffers; the middle blocks run on the sub-batch of samples that compute
             (Bn blocks of ``Bn_compute_blocks_ids`` then always run).
@@ -178,6 +184,7 @@ class CacheOptions:
     cfg_diff_compute_separate: bool = True
     num_inference_steps: int | None = None
     decision_rule: str = "residual_diff"
+    calibrator: str | None = None
     compute_budget: float | None = None
     per_sample_decisions: bool = False
 
@@ -243,6 +250,9 @@ class CacheOptions:
             raise ValueError(
                 "per_sample_decisions=True needs cfg_diff_compute_separate=True: each sample "
                 "decides from its own diff")
+        if self.calibrator is not None and self.calibrator not in CALIBRATOR_NAMES:
+            raise ValueError(
+                f"calibrator must be one of {CALIBRATOR_NAMES} or None, got {self.calibrator!r}")
         if self.decision_rule not in DECISION_RULES:
             raise ValueError(
                 f"decision_rule must be one of {DECISION_RULES}, got {self.decision_rule!r}")
@@ -338,11 +348,15 @@ class CacheOptions:
     @property
     def hidden_calibrator(self) -> str:
         """The calibrator (``cache_dit.calibrators.CALIBRATORS`` name) of the hidden stream."""
+        if self.calibrator is not None:
+            return self.calibrator
         return "taylorseer" if self.enable_taylorseer else "reuse"
 
     @property
     def encoder_calibrator(self) -> str:
-        return "taylorseer" if self.enable_encoder_taylorseer else "reuse"
+        if not self.enable_encoder_taylorseer:
+            return "reuse"
+        return self.calibrator or "taylorseer"
 
     def compute_mask(self, num_steps: int | None) -> list[int] | None:
         """The 0/1 must-compute mask for a generation of ``num_steps`` (None if unknown)."""

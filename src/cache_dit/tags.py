@@ -23,6 +23,7 @@ carry the same tag and any tag parses back to the options that made it (``summar
     BUD<x>         compute_budget
     ACC / FE       decision_rule accumulated / forecast_error
     PS             per_sample_decisions
+    C<name>        calibrator (reuse/taylorseer/newton/foca/hermite)
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def format_tag(options: CacheOptions) -> str:
         parts.append(_RULE_TOKENS[o.decision_rule])
     if o.per_sample_decisions:
         parts.append("PS")
+    if o.calibrator is not None:
+        parts.append(f"C{o.calibrator}")
     return "_".join(parts)
 
 
@@ -115,9 +118,10 @@ _TOKENS: list[tuple[re.Pattern, Callable[[re.Match], dict[str, Any]]]] = [
     (re.compile(r"ACC"), lambda m: {"decision_rule": "accumulated"}),
     (re.compile(r"FE"), lambda m: {"decision_rule": "forecast_error"}),
     (re.compile(r"PS"), lambda m: {"per_sample_decisions": True}),
+    (re.compile(r"C(reuse|taylorseer|newton|foca|hermite)"), lambda m: {"calibrator": m[1]}),
 ]
 _TOKEN_HELP = ("F<n>B<m>, W<n>, MC<n>, R<x>, BnIds<i-j>, NR<x>, MCC<n>, M<preset|bits>, "
-               "T<0|1>[E<0|1>]O<m>[H], CFG<0|1>, CFGD0, CF1, N<n>, BUD<x>, ACC, FE, PS")
+               "T<0|1>[E<0|1>]O<m>[H], CFG<0|1>, CFGD0, CF1, N<n>, BUD<x>, ACC, FE, PS, C<calibrator>")
 
 
 def tag_options(tag: str) -> dict[str, Any]:

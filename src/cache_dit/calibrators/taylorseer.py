@@ -1,60 +1,79 @@
-"""TaylorSeer (Newton form): forecast a feature at a cached step from the last computed steps.
+"""TaylorSeer as the spec writes it: a Taylor expansion around the newest computed step.
 
-DBCache computes steps irregularly (a cached run of 3, then a compute, ...), so this forecaster
-uses *divided* differences over the real step indices: the Newton polynomial through the last m+1
-computed points, exact for polynomials of degree m on any spacing. It is not the spec's Taylor
-formula (finite differences over a fixed interval, truncated series), which differs from it even
-on equal spacing for m >= 2.
+    F(s + k) ~= F(s) + sum_{i=1..m} d_i k^i / i!
+
+The derivative estimates ``d_i`` form a ladder that each computed step refreshes from the
+previous step's ladder: ``d_{i+1} = (d_i(new) - d_i(old)) / gap``. With ``gaps="latest"`` the gap
+is the distance to the previous computed step, which is what cache-dit 1.5.3 computes (on equal
+spacing N it is the spec's ``Delta^i F / N^i``); ``gaps="span"`` divides by the distance between
+the centres of the two stencils instead (the derivative of the divided difference, so irregular
+gaps keep the right scale).
+
+Start-up matters more than the formula: the first denoising steps change fastest, and a
+derivative taken across them overshoots later. ``derivative_start_step`` (default 3, cache-dit
+1.5.3's effective value on a fresh pipeline call: its per-stream state is created lazily at the
+first update, one step behind the step counter, and forms derivatives only once that counter
+exceeds 1) makes updates before that step hold the value only.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-__all__ = ["TaylorSeer"]
+from ._history import check_approximate, check_int, check_update
+
+__all__ = ["TaylorSeerCalibrator"]
+
+_GAPS = ("latest", "span")
 
 
-class TaylorSeer:
-    """Order-m forecaster holding m+1 buffers: the divided differences ending at the newest point.
+class TaylorSeerCalibrator:
+    """Order-m Taylor forecaster: m+1 buffers (value and m derivative estimates) per stream."""
 
-    ``diffs[i]`` is the i-th divided difference over nodes ``xs[0..i]`` (newest first), so
-    ``diffs[0]`` is the newest value and the forecast is
-    ``diffs[0] + diffs[1](x - xs[0]) + diffs[2](x - xs[0])(x - xs[1]) + ...``.
-    """
-
-    def __init__(self, order: int = 2) -> None:
-        if isinstance(order, bool) or not isinstance(order, int) or order < 1:
-            raise ValueError(f"TaylorSeer order (n_derivatives) must be an int >= 1, got {order!r}")
-        self.order = order
+    def __init__(self, order: int = 2, derivative_start_step: int = 3, gaps: str = "latest") -> None:
+        self.order = check_int("TaylorSeerCalibrator", "order", order, 1)
+        self.derivative_start_step = check_int(
+            "TaylorSeerCalibrator", "derivative_start_step", derivative_start_step, 0)
+        if gaps not in _GAPS:
+            raise ValueError(f"TaylorSeerCalibrator gaps must be one of {_GAPS}, got {gaps!r}")
+        self.gaps = gaps
         self.reset()
 
     def reset(self) -> None:
-        self.xs: list[float] = []
-        self.diffs: list[torch.Tensor] = []
+        # Steps of the last computed points, newest first (at most order + 1).
+        self.steps: list[int] = []
+        # derivatives[i]: the i-th derivative estimate at the newest step (0: the value itself).
+        self.derivatives: list[torch.Tensor] = []
 
     @property
     def ready(self) -> bool:
-        return bool(self.diffs)
+        return bool(self.derivatives)
 
-    def update(self, x: float, value: torch.Tensor) -> None:
-        """Add the feature computed at step ``x`` (steps must increase)."""
-        x = float(x)
-        if self.xs and x <= self.xs[0]:
-            raise ValueError(f"TaylorSeer.update: step {x} does not follow the last step {self.xs[0]}")
-        new_diffs = [value]
-        # d_{i+1}[x, x0..xi] = (d_i[x, x0..x_{i-1}] - d_i[x0..xi]) / (x - xi)
-        for i in range(min(self.order, len(self.diffs))):
-            new_diffs.append((new_diffs[i] - self.diffs[i]) / (x - self.xs[i]))
-        self.xs = ([x] + self.xs)[: self.order + 1]
-        self.diffs = new_diffs
+    def update(self, step: int, value: torch.Tensor) -> None:
+        last = self.steps[0] if self.steps else None
+        step = check_update("TaylorSeerCalibrator", step, value, last)
+        ladder = [value]
+        if self.derivatives and step >= self.derivative_start_step:
+            for i in range(min(self.order, len(self.derivatives))):
+                if self.gaps == "latest":
+                    gap = float(step - self.steps[0])
+                else:  # the centres of the two stencils lie (step - steps[i]) / (i + 1) apart
+                    gap = (step - self.steps[i]) / (i + 1)
+                ladder.append((ladder[i] - self.derivatives[i]) / gap)
+        self.steps = ([step] + self.steps)[: self.order + 1]
+        self.derivatives = ladder
 
-    def approximate(self, x: float) -> torch.Tensor:
-        """The Newton polynomial through the stored points, evaluated at step ``x``."""
-        if not self.diffs:
-            raise RuntimeError("TaylorSeer.approximate called before any update")
-        out = self.diffs[0]
-        weight = 1.0
-        for i in range(1, len(self.diffs)):
-            weight *= float(x) - self.xs[i - 1]
-            out = out + self.diffs[i] * weight
+    def approximate(self, step: int) -> torch.Tensor:
+        last = self.steps[0] if self.steps else None
+        step = check_approximate("TaylorSeerCalibrator", step, last)
+        elapsed = float(step - last)
+        out = self.derivatives[0]
+        for i in range(1, len(self.derivatives)):
+            out = out + self.derivatives[i] * (elapsed**i / math.factorial(i))
         return out
+
+    def __repr__(self) -> str:
+        return (f"TaylorSeerCalibrator(order={self.order}, "
+                f"derivative_start_step={self.derivative_start_step}, gaps={self.gaps!r})")
