@@ -32,6 +32,7 @@ DEFAULT_CANDIDATES: tuple[Mapping[str, Any], ...] = (
     {"Fn_compute_blocks": 1, "enable_taylorseer": True, "taylorseer_kwargs": {"n_derivatives": 1}},
     {"Fn_compute_blocks": 1, "enable_taylorseer": True, "taylorseer_kwargs": {"n_derivatives": 2}},
     {"Fn_compute_blocks": 1, "Bn_compute_blocks": 1},
+    {"Fn_compute_blocks": 1, "calibrator": "foca"},
 )
 
 
