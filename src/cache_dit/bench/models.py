@@ -51,7 +51,7 @@ class BenchModel:
         return sum(len(getattr(self.transformer, name)) for name in self.block_lists)
 
 
-def _reference_model(variant: str, steps: int | None, samples: int) -> BenchModel:
+def _reference_model(variant: str, share: int, steps: int | None, samples: int) -> BenchModel:
     from ..reference import FASHION_MNIST_CLASSES, FashionFluxPipeline
 
     pipe = FashionFluxPipeline.from_reference(variant)
@@ -60,9 +60,8 @@ def _reference_model(variant: str, steps: int | None, samples: int) -> BenchMode
     transformer = pipe.transformer
     num_double, num_single = len(transformer.transformer_blocks), len(transformer.single_transformer_blocks)
     # The issue's defaults (F1B0 R0.08; F8B0 R0.12; F1B0 R0.12 + TaylorSeer; F8B8 R0.15) are for
-    # FLUX-sized chains; F8/B8 become the same share of this chain as of FLUX.1's 57 blocks,
-    # rounded up (F2/B2 on the 6-block model, F3/B3 on the 16-block one).
-    share = -(-8 * (num_double + num_single) // 57)
+    # FLUX-sized chains; F8/B8 become F<share>/B<share> (F2/B2 on the 6-block model, F3/B3 on the
+    # 16-block one: 8/57 of 16 blocks, rounded up).
     return BenchModel(
         name="reference" if variant == "base" else f"{variant}-reference",
         pipe=pipe,
@@ -71,17 +70,17 @@ def _reference_model(variant: str, steps: int | None, samples: int) -> BenchMode
         steps=steps or 28,
         call_kwargs={"class_labels": labels},
         default_configs=["F1B0_R0.08", f"F{share}B0_R0.12", "F1B0_R0.12_T1O2", f"F{share}B{share}_R0.15"],
-        notes=[f"{variant} reference model: {num_double} double + {num_single} single blocks; "
+        notes=[f"{'' if variant == 'base' else variant + ' '}reference model: {num_double} double + {num_single} single blocks; "
                f"F8->F{share}, B8->B{share} in default configs"],
     )
 
 
 def _reference(steps: int | None, samples: int) -> BenchModel:
-    return _reference_model("base", steps, samples)
+    return _reference_model("base", 2, steps, samples)
 
 
 def _deep_reference(steps: int | None, samples: int) -> BenchModel:
-    return _reference_model("deep", steps, samples)
+    return _reference_model("deep", 3, steps, samples)
 
 
 def build_medium_flux_pipeline(
