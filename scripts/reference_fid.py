@@ -10,6 +10,7 @@
     .venv/bin/python scripts/reference_fid.py            # (a) if the stats are missing, then (b)
     .venv/bin/python scripts/reference_fid.py --stats-only
     .venv/bin/python scripts/reference_fid.py --real-baseline   # 1,000 real train images instead of samples
+    .venv/bin/python scripts/reference_fid.py --variant deep    # the 16-block model
 
 The real-image baseline shows the floor a perfect generator would reach with 1,000 images against these stats.
 """
@@ -32,7 +33,7 @@ sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
 from cache_dit.metrics import FrechetInceptionDistance  # noqa: E402
 from cache_dit.metrics.fid import feature_stats  # noqa: E402
-from cache_dit.reference import FASHION_MNIST_CLASSES, FashionFluxPipeline  # noqa: E402
+from cache_dit.reference import FASHION_MNIST_CLASSES, REFERENCE_VARIANTS, FashionFluxPipeline  # noqa: E402
 from cache_dit.reference.fid import (  # noqa: E402
     TEST_STATS_PATH,
     fid_against_test_set,
@@ -57,6 +58,7 @@ def test_set_features(fid: FrechetInceptionDistance, data_dir: Path, cache_dir: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", choices=REFERENCE_VARIANTS, default="base", help="which reference model")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--stats", type=Path, default=TEST_STATS_PATH)
     parser.add_argument("--recompute-stats", action="store_true")
@@ -69,7 +71,9 @@ def main() -> None:
     parser.add_argument("--guidance-scale", type=float, default=None, help="default: the pipeline's default")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--real-baseline", action="store_true", help="score real train images instead of samples")
-    parser.add_argument("--report", type=Path, default=None, help="default: outputs/reference_fid[_real].json")
+    parser.add_argument(
+        "--report", type=Path, default=None, help="default: outputs/reference[_<variant>]_fid[_real].json"
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -97,7 +101,7 @@ def main() -> None:
         write_report(args.report or REPO_ROOT / "outputs/reference_fid_real.json", report)
         return
 
-    pipe = FashionFluxPipeline.from_reference()
+    pipe = FashionFluxPipeline.from_reference(args.variant)
     pipe.set_progress_bar_config(disable=True)
     defaults = inspect.signature(FashionFluxPipeline.__call__).parameters
     steps = args.steps if args.steps is not None else defaults["num_inference_steps"].default
@@ -121,6 +125,7 @@ def main() -> None:
     value = fid_against_test_set(samples, fid, args.stats)
     report = {
         "fid": round(value, 3),
+        "variant": args.variant,
         "num_samples": len(samples),
         "per_class": args.per_class,
         "seed": args.seed,
@@ -129,7 +134,8 @@ def main() -> None:
         "sampling_wall_s": round(sampling_s, 1),
         "reference": "Fashion-MNIST test set (10,000 images), Inception pool3 statistics",
     }
-    write_report(args.report or REPO_ROOT / "outputs/reference_fid.json", report)
+    stem = "reference" if args.variant == "base" else f"reference_{args.variant}"
+    write_report(args.report or REPO_ROOT / f"outputs/{stem}_fid.json", report)
 
 
 def write_report(path: Path, report: dict) -> None:

@@ -2,6 +2,7 @@
 """Write the 10-class sample grid of the reference model (one row per Fashion-MNIST class).
 
     .venv/bin/python scripts/sample_grid.py --out assets/reference_samples.png
+    .venv/bin/python scripts/sample_grid.py --variant deep      # assets/reference_deep_samples.png
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "src"))
 
-from cache_dit.reference import FASHION_MNIST_CLASSES, FashionFluxPipeline  # noqa: E402
+from cache_dit.reference import FASHION_MNIST_CLASSES, REFERENCE_VARIANTS, FashionFluxPipeline  # noqa: E402
 
 
 def sample_grid(
@@ -55,7 +56,8 @@ def sample_grid(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "assets/reference_samples.png")
+    parser.add_argument("--variant", choices=REFERENCE_VARIANTS, default="base", help="which reference model")
+    parser.add_argument("--out", type=Path, default=None, help="default: assets/reference[_<variant>]_samples.png")
     parser.add_argument("--per-class", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=28)
@@ -65,7 +67,10 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    pipe = FashionFluxPipeline.from_reference()
+    if args.out is None:
+        stem = "reference" if args.variant == "base" else f"reference_{args.variant}"
+        args.out = REPO_ROOT / f"assets/{stem}_samples.png"
+    pipe = FashionFluxPipeline.from_reference(args.variant)
     pipe.set_progress_bar_config(desc="sampling")
     grid = sample_grid(pipe, args.per_class, args.seed, args.steps, args.guidance_scale, args.scale)
     args.out.parent.mkdir(parents=True, exist_ok=True)

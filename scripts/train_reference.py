@@ -9,6 +9,7 @@ busy the machine is; the wall and CPU time it took are recorded next to the weig
 Needs the dataset only here: `apt-get install dataset-fashion-mnist`.
 
     .venv/bin/python scripts/train_reference.py --steps 1650 --threads 2
+    .venv/bin/python scripts/train_reference.py --variant deep --threads 1   # 16-block model, its own files
 """
 
 from __future__ import annotations
@@ -42,13 +43,14 @@ from cache_dit.reference.model import (  # noqa: E402
     reference_transformer_config,
     text_position_ids,
 )
-from cache_dit.reference.pipeline import (  # noqa: E402
-    REFERENCE_CONFIG_NAME,
-    REFERENCE_WEIGHTS_NAME,
-    reference_scheduler_config,
-)
+from cache_dit.reference.model import REFERENCE_VARIANTS  # noqa: E402
+from cache_dit.reference.pipeline import reference_scheduler_config, reference_weight_names  # noqa: E402
 
 DEFAULT_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+# Per-variant defaults of the shipped runs: (steps, batch size). The deep model's step costs ~1.6x the base
+# model's per image, so it sees fewer images in its time budget; a smaller batch gives it more optimizer steps.
+VARIANT_DEFAULTS: dict[str, tuple[int, int]] = {"base": (1650, 128), "deep": (2200, 64)}
 
 # glibc hands freed tensor memory back to the OS eagerly by default; with many mid-sized activations per step the
 # page faults cost more than the maths (3.3 s/step instead of 0.7 on 2 cores). glibc reads these only at start.
@@ -86,10 +88,10 @@ def load_split(data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
 class Denoiser(torch.nn.Module):
     """Label embedder + transformer as one module so optimizer and EMA see a single parameter set."""
 
-    def __init__(self) -> None:
+    def __init__(self, variant: str = "base") -> None:
         super().__init__()
         self.label_embedder = ClassLabelEmbedder(**reference_label_embedder_config())
-        self.transformer = build_reference_transformer()
+        self.transformer = build_reference_transformer(variant)
         self.register_buffer("img_ids", image_position_ids(), persistent=False)
         self.register_buffer("txt_ids", text_position_ids(), persistent=False)
 
@@ -149,12 +151,13 @@ def held_out_loss(model: Denoiser, images: torch.Tensor, labels: torch.Tensor, s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=1650, help="optimizer steps (fixed budget, not wall time)")
+    parser.add_argument("--variant", choices=REFERENCE_VARIANTS, default="base", help="which reference model")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the variant's shipped run)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "src/cache_dit/reference/weights")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the variant's shipped run")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup-steps", type=int, default=100)
     parser.add_argument("--ema-decay", type=float, default=0.999)
@@ -162,6 +165,9 @@ def main() -> None:
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--checkpoint", type=Path, default=None, help="resumable state, saved every --log-every*5")
     args = parser.parse_args()
+    default_steps, default_batch = VARIANT_DEFAULTS[args.variant]
+    args.steps = default_steps if args.steps is None else args.steps
+    args.batch_size = default_batch if args.batch_size is None else args.batch_size
     reexec_with_process_env()
 
     torch.set_num_threads(args.threads)
@@ -172,12 +178,15 @@ def main() -> None:
     test_images, test_labels = load_split(args.data_dir, "t10k")
     held_out_images, held_out_labels = test_images[:1000], test_labels[:1000]
 
-    model = Denoiser()
+    model = Denoiser(args.variant)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     null_class = model.label_embedder.null_class_id
     num_params = sum(p.numel() for p in model.parameters())
-    print(f"parameters: {num_params:,}  steps: {args.steps}  batch: {args.batch_size}  threads: {args.threads}")
+    print(
+        f"variant: {args.variant}  parameters: {num_params:,}  steps: {args.steps}  batch: {args.batch_size}  "
+        f"threads: {args.threads}"
+    )
 
     start_step, elapsed_wall, elapsed_cpu, loss_history = 0, 0.0, 0.0, []
     if args.checkpoint is not None and args.checkpoint.exists():
@@ -253,11 +262,13 @@ def main() -> None:
     print(f"wall {wall_s:.0f}s  cpu {cpu_s:.0f}s")
 
     args.out.mkdir(parents=True, exist_ok=True)
+    weights_name, config_name = reference_weight_names(args.variant)
     tensors = {f"transformer.{k}": v.contiguous() for k, v in ema.transformer.state_dict().items()}
     tensors.update({f"label_embedder.{k}": v.contiguous() for k, v in ema.label_embedder.state_dict().items()})
-    save_file(tensors, args.out / REFERENCE_WEIGHTS_NAME, metadata={"format": "pt", "weights": "ema"})
+    save_file(tensors, args.out / weights_name, metadata={"format": "pt", "weights": "ema"})
     config = {
-        "transformer": json.loads(json.dumps(reference_transformer_config())),
+        "variant": args.variant,
+        "transformer": json.loads(json.dumps(reference_transformer_config(args.variant))),
         "label_embedder": reference_label_embedder_config(),
         "scheduler": reference_scheduler_config(),
         "training": {
@@ -280,8 +291,8 @@ def main() -> None:
             "torch": torch.__version__,
         },
     }
-    (args.out / REFERENCE_CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-    print(f"wrote {args.out / REFERENCE_WEIGHTS_NAME} and {args.out / REFERENCE_CONFIG_NAME}")
+    (args.out / config_name).write_text(json.dumps(config, indent=2) + "\n")
+    print(f"wrote {args.out / weights_name} and {args.out / config_name}")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "speedup the blocks kept predict, and quality (PSNR/SSIM/LPIPS vs uncached).",
     )
     parser.add_argument("--model", default="reference", choices=sorted(MODELS),
-                        help="reference: the trained Fashion-MNIST FLUX (default); medium-flux: "
-                             "random-weight speed model")
+                        help="reference: the trained Fashion-MNIST FLUX (default); deep-reference: "
+                             "its 16-block sibling; medium-flux: random-weight speed model")
     parser.add_argument("--config", action="append", default=None, metavar="STR",
                         help="a config string such as F1B0_R0.08_T1O2 (repeatable); default: the "
                              "model's four default configs")
@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="untimed calls first, uncached and per config (default 1)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--fid", type=int, default=0, metavar="N",
-                        help="also FID of N samples vs the Fashion-MNIST test set (reference only)")
+                        help="also FID of N samples vs the Fashion-MNIST test set (reference "
+                             "models only)")
     parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
     parser.add_argument("--out", default="bench_out", help="output folder (default bench_out)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -80,9 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.warmup < 0:
         print(f"cache-dit-bench: --warmup must be >= 0, got {args.warmup}", file=sys.stderr)
         return 2
-    if args.fid and args.model != "reference":
-        print("cache-dit-bench: --fid needs --model reference (FID statistics exist only for the "
-              "Fashion-MNIST test set)", file=sys.stderr)
+    if args.fid and args.model not in ("reference", "deep-reference"):
+        print("cache-dit-bench: --fid needs --model reference or deep-reference (FID statistics "
+              "exist only for the Fashion-MNIST test set)", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     from .report import format_table, write_outputs

@@ -51,25 +51,36 @@ class BenchModel:
         return sum(len(getattr(self.transformer, name)) for name in self.block_lists)
 
 
-def _reference(steps: int | None, samples: int) -> BenchModel:
+def _reference_model(variant: str, share: int, steps: int | None, samples: int) -> BenchModel:
     from ..reference import FASHION_MNIST_CLASSES, FashionFluxPipeline
 
-    pipe = FashionFluxPipeline.from_reference()
+    pipe = FashionFluxPipeline.from_reference(variant)
     pipe.set_progress_bar_config(disable=True)
     labels = [i % len(FASHION_MNIST_CLASSES) for i in range(samples)]
+    transformer = pipe.transformer
+    num_double, num_single = len(transformer.transformer_blocks), len(transformer.single_transformer_blocks)
+    # The issue's defaults (F1B0 R0.08; F8B0 R0.12; F1B0 R0.12 + TaylorSeer; F8B8 R0.15) are for
+    # FLUX-sized chains; F8/B8 become F<share>/B<share> (F2/B2 on the 6-block model, F3/B3 on the
+    # 16-block one: 8/57 of 16 blocks, rounded up).
     return BenchModel(
-        name="reference",
+        name="reference" if variant == "base" else f"{variant}-reference",
         pipe=pipe,
-        transformer=pipe.transformer,
+        transformer=transformer,
         block_lists=("transformer_blocks", "single_transformer_blocks"),
         steps=steps or 28,
         call_kwargs={"class_labels": labels},
-        # The issue's defaults (F1B0 R0.08; F8B0 R0.12; F1B0 R0.12 + TaylorSeer; F8B8 R0.15) are
-        # for FLUX-sized chains; this model has 6 blocks, so F8/B8 become F2/B2 (the same share
-        # of the chain as F8 of FLUX.1's 57 blocks, rounded up).
-        default_configs=["F1B0_R0.08", "F2B0_R0.12", "F1B0_R0.12_T1O2", "F2B2_R0.15"],
-        notes=["reference model: 2 double + 4 single blocks; F8->F2, B8->B2 in default configs"],
+        default_configs=["F1B0_R0.08", f"F{share}B0_R0.12", "F1B0_R0.12_T1O2", f"F{share}B{share}_R0.15"],
+        notes=[f"{'' if variant == 'base' else variant + ' '}reference model: {num_double} double + {num_single} single blocks; "
+               f"F8->F{share}, B8->B{share} in default configs"],
     )
+
+
+def _reference(steps: int | None, samples: int) -> BenchModel:
+    return _reference_model("base", 2, steps, samples)
+
+
+def _deep_reference(steps: int | None, samples: int) -> BenchModel:
+    return _reference_model("deep", 3, steps, samples)
 
 
 def build_medium_flux_pipeline(
@@ -137,6 +148,7 @@ def _medium_flux(steps: int | None, samples: int) -> BenchModel:
 
 MODELS: dict[str, Callable[[int | None, int], BenchModel]] = {
     "reference": _reference,
+    "deep-reference": _deep_reference,
     "medium-flux": _medium_flux,
 }
 

@@ -2,15 +2,23 @@
 
 from .model import (
     FASHION_MNIST_CLASSES,
+    REFERENCE_VARIANTS,
     ClassLabelEmbedder,
     build_reference_transformer,
     reference_label_embedder_config,
     reference_transformer_config,
 )
-from .pipeline import REFERENCE_WEIGHTS_DIR, FashionFluxPipeline, reference_scheduler_config, resolve_class_ids
+from .pipeline import (
+    REFERENCE_WEIGHTS_DIR,
+    FashionFluxPipeline,
+    reference_scheduler_config,
+    reference_weight_names,
+    resolve_class_ids,
+)
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
+    "REFERENCE_VARIANTS",
     "REFERENCE_WEIGHTS_DIR",
     "ClassLabelEmbedder",
     "FashionFluxPipeline",
@@ -18,5 +26,6 @@ __all__ = [
     "reference_label_embedder_config",
     "reference_scheduler_config",
     "reference_transformer_config",
+    "reference_weight_names",
     "resolve_class_ids",
 ]

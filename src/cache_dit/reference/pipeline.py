@@ -26,6 +26,7 @@ from .model import (
     IMAGE_CHANNELS,
     IMAGE_SIZE,
     ClassLabelEmbedder,
+    check_variant,
     image_position_ids,
     pack_images,
     text_position_ids,
@@ -35,8 +36,16 @@ from .model import (
 REFERENCE_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 REFERENCE_WEIGHTS_NAME = "fashion_flux.safetensors"
 REFERENCE_CONFIG_NAME = "fashion_flux.json"
+"""File names of the "base" reference model; other variants add `_<variant>` to the stem."""
 
 ClassLabel = Union[int, str]
+
+
+def reference_weight_names(variant: str = "base") -> tuple[str, str]:
+    """(weights, config) file names of `variant` inside `REFERENCE_WEIGHTS_DIR`."""
+    if check_variant(variant) == "base":
+        return REFERENCE_WEIGHTS_NAME, REFERENCE_CONFIG_NAME
+    return f"fashion_flux_{variant}.safetensors", f"fashion_flux_{variant}.json"
 
 
 def reference_scheduler_config() -> dict[str, Any]:
@@ -79,7 +88,8 @@ class FashionFluxPipeline(DiffusionPipeline):
 
     Components: `transformer` (`FluxTransformer2DModel`), `label_embedder` (`ClassLabelEmbedder`, the "text
     encoder") and `scheduler` (`FlowMatchEulerDiscreteScheduler`). Load the shipped weights with
-    `FashionFluxPipeline.from_reference()`; `save_pretrained`/`from_pretrained` also work on a local folder.
+    `FashionFluxPipeline.from_reference()` (16-block sibling: `from_reference("deep")`); `save_pretrained` /
+    `from_pretrained` also work on a local folder.
     """
 
     model_cpu_offload_seq = "label_embedder->transformer"
@@ -96,11 +106,18 @@ class FashionFluxPipeline(DiffusionPipeline):
 
     @classmethod
     def from_reference(
-        cls, device: torch.device | str | None = None, torch_dtype: torch.dtype | None = None
+        cls,
+        variant: str = "base",
+        device: torch.device | str | None = None,
+        torch_dtype: torch.dtype | None = None,
     ) -> "FashionFluxPipeline":
-        """Build the pipeline from the trained weights shipped in `cache_dit/reference/weights` (offline)."""
-        config = json.loads((REFERENCE_WEIGHTS_DIR / REFERENCE_CONFIG_NAME).read_text())
-        state = load_file(REFERENCE_WEIGHTS_DIR / REFERENCE_WEIGHTS_NAME)
+        """Build the pipeline from the trained weights shipped in `cache_dit/reference/weights` (offline).
+
+        `variant`: "base" (6 blocks, the default) or "deep" (16 blocks, for verdicts where a probe's share matters).
+        """
+        weights_name, config_name = reference_weight_names(variant)
+        config = json.loads((REFERENCE_WEIGHTS_DIR / config_name).read_text())
+        state = load_file(REFERENCE_WEIGHTS_DIR / weights_name)
         transformer = FluxTransformer2DModel(**config["transformer"])
         label_embedder = ClassLabelEmbedder(**config["label_embedder"])
         for prefix, module in (("transformer.", transformer), ("label_embedder.", label_embedder)):
