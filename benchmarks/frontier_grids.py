@@ -83,22 +83,29 @@ def _ours(fn: int, bn: int, warmup: int, threshold: float, order: int = 0, mask:
 
 
 def _ours_dbcache(s: Scale) -> list[dict]:
-    """Fn x Bn x thresholds (dense) or Fn x thresholds plus one Bn (sparse), and two warmups."""
+    """Fn x Bn x thresholds (dense); sparse: the first Fn over all thresholds, the others and one
+    Bn over every other threshold. Plus other warmups."""
     if s.dense:
         out = [_ours(fn, bn, 4, t) for fn in s.fn for bn in s.bn for t in s.thresholds]
+        warmups = (2, 8)
     else:
-        out = [_ours(fn, s.bn[0], 4, t) for fn in s.fn for t in s.thresholds]
-        out += [_ours(s.fn[0], s.bn[1], 4, t) for t in s.thresholds[1::2]]
-    return out + [_ours(s.fn[0], s.bn[0], w, t) for w in (2, 8) for t in s.thresholds[1::2]]
+        out = [_ours(s.fn[0], s.bn[0], 4, t) for t in s.thresholds]
+        out += [_ours(fn, bn, 4, t) for fn, bn in ((s.fn[1], s.bn[0]), (s.fn[0], s.bn[1]))
+                for t in s.thresholds[1::2]]
+        warmups = (2,)
+    return out + [_ours(s.fn[0], s.bn[0], w, t) for w in warmups for t in s.thresholds[1::2]]
+
+
+def _taylorseer_points(s: Scale) -> list[tuple[int, int, float]]:
+    """(order, warmup, threshold) triples swept with a forecaster, shared with cache-dit's grid."""
+    if s.dense:
+        return [(order, w, t) for order in (1, 2) for w in (2, 4, 8) for t in s.thresholds[1:]]
+    return ([(1, 4, t) for t in s.thresholds[1:]] + [(2, 4, t) for t in s.thresholds[1::2]]
+            + [(1, 2, t) for t in s.thresholds[2::2]])
 
 
 def _ours_taylorseer(s: Scale) -> list[dict]:
-    warmups = (2, 4, 8) if s.dense else (4,)
-    out = [_ours(s.fn[0], 0, w, t, order) for order in (1, 2) for w in warmups
-           for t in s.thresholds[1:]]
-    if not s.dense:
-        out += [_ours(s.fn[0], 0, w, t, 1) for w in (2, 8) for t in s.thresholds[2::2]]
-    return out
+    return [_ours(s.fn[0], 0, w, t, order) for order, w, t in _taylorseer_points(s)]
 
 
 def _ours_masks(s: Scale) -> list[dict]:
@@ -150,10 +157,8 @@ def cachedit_grid(model: str, quick: bool = False) -> Grid:
     for o in _ours_dbcache(s):
         out.append(("DBCache", _peer(o["Fn_compute_blocks"], o["Bn_compute_blocks"], o["warmup_steps"],
                                      o["residual_diff_threshold"])))
-    warmups = (2, 4, 8) if s.dense else (4,)
-    for order in (1, 2):
-        out += [("DBCache+TaylorSeer", _peer(s.fn[0], 0, w, t, f"taylorseer{order}"))
-                for w in warmups for t in s.thresholds[1:]]
+    out += [("DBCache+TaylorSeer", _peer(s.fn[0], 0, w, t, f"taylorseer{order}"))
+            for order, w, t in _taylorseer_points(s)]
     for calibrator in ("foca", "dmd"):
         out += [(f"DBCache+{calibrator}", _peer(s.fn[0], 0, 4, t, calibrator))
                 for t in (s.thresholds[1:] if s.dense else s.thresholds[1::2])]
