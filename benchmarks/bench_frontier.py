@@ -38,6 +38,7 @@ import frontier_grids as grids  # noqa: E402
 import frontier_report as report  # noqa: E402
 
 LIBRARIES = ("ours", "cache-dit", "diffusers")
+LABELS = {"ours": "ours", "cache-dit": "cache-dit 1.5.3", "diffusers": "diffusers"}  # CSV names
 DEFAULT_OUT = common.REPO / "benchmarks" / "results" / "frontier"
 PEERS_PYTHON = common.REPO / ".venv-peers" / "bin" / "python"
 CALIBRATION_SEED = 1000  # MagCache ratios come from this seed; it is never evaluated
@@ -64,14 +65,14 @@ def ours_methods(model: Any, grid: grids.Grid) -> list[common.Method]:
     return [make(family, options) for family, options in grid]
 
 
-def start_peers(model: Any, args: argparse.Namespace, workdir: Path) -> subprocess.Popen | None:
+def start_peers(model: Any, samples: int, args: argparse.Namespace, workdir: Path) -> subprocess.Popen | None:
     """Start the cache-dit 1.5.3 worker on ``model``'s grid; None (with a note) without .venv-peers."""
     python = Path(args.peers_python)
     if not python.is_file():
         print(f"  cache-dit 1.5.3 skipped: {python} is missing (run scripts/setup_peers.sh)")
         return None
-    job = {"model": model.name, "samples": args.samples, "steps": model.steps, "seeds": args.seeds,
-           "configs": grids.cachedit_grid(model.name, args.quick), "out": str(workdir),
+    job = {"model": model.name, "samples": samples, "steps": model.steps, "seeds": args.seeds,
+           "configs": grids.cachedit_grid(model.name, args.quick, args.lean), "out": str(workdir),
            "uncached_every": args.uncached_every}
     (workdir / "job.json").write_text(json.dumps(job))
     log = open(workdir / "worker.log", "w")
@@ -116,28 +117,37 @@ def score(rows: list[dict], reference: list[np.ndarray], kind: str) -> None:
         row["lpips"] = float(np.mean([s["lpips"] for s in scores]))
 
 
+def samples_for(name: str, args: argparse.Namespace) -> int:
+    if args.samples is not None:
+        return args.samples
+    return 2 if args.quick else (1 if name == "medium-flux" else 10)
+
+
 def run_model(name: str, args: argparse.Namespace, log: Callable[[str], None]) -> tuple[list[dict], list[str]]:
     """All rows (scored) and notes for one model."""
-    model = common.build_model(name, args.samples, args.steps)
-    log(f"{name}: {common.num_blocks(model)} blocks, {model.steps} steps, {args.samples} samples, "
-        f"seeds {args.seeds}")
+    samples = samples_for(name, args)
+    model = common.build_model(name, samples, args.steps)
+    log(f"{name}: {common.num_blocks(model)} blocks, {model.steps} steps, {samples} samples per "
+        f"call, seeds {args.seeds}")
     with tempfile.TemporaryDirectory(prefix=f"frontier-{name}-") as tmp:
         peers = None
         if "cache-dit" in args.libraries and args.parallel:
-            peers = start_peers(model, args, Path(tmp))
+            peers = start_peers(model, samples, args, Path(tmp))
         methods = []
         if "ours" in args.libraries:
-            methods += ours_methods(model, grids.ours_grid(name, args.quick))
+            methods += ours_methods(model, grids.ours_grid(name, args.quick, args.lean))
         if "diffusers" in args.libraries:
             import frontier_diffusers
 
-            methods += frontier_diffusers.methods(model, grids.diffusers_grid(name, args.quick),
+            methods += frontier_diffusers.methods(model, grids.diffusers_grid(name, args.quick, args.lean),
                                                   CALIBRATION_SEED, log)
         reference, rows, drift = common.sweep(model, methods, args.seeds, args.uncached_every,
                                               log, strict=False)
-        notes = [f"{name}: uncached runs in the main process drift by {drift:g} across the sweep"]
+        notes = [f"{name}: {samples} samples per call, seeds {args.seeds}"
+                 f"{', lean grid' if args.lean else ''}; uncached runs in the main process drift "
+                 f"by {drift:g} across the sweep"]
         if "cache-dit" in args.libraries and not args.parallel:
-            peers = start_peers(model, args, Path(tmp))
+            peers = start_peers(model, samples, args, Path(tmp))
         if peers is not None:
             log(f"  waiting for the cache-dit 1.5.3 worker (log: {tmp}/worker.log)")
             peer_rows, note = finish_peers(peers, Path(tmp), args.seeds, reference)
@@ -154,9 +164,9 @@ def header(args: argparse.Namespace) -> str:
 
     return (f"Frontier benchmark, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
             f"{platform.processor() or platform.machine()}, torch {torch.__version__} (1 thread), "
-            f"diffusers {diffusers.__version__}; {args.steps} steps, {args.samples} samples per "
-            f"call, seeds {args.seeds}{' (quick)' if args.quick else ''}. kept = block executions "
-            f"that ran / all; speedup = uncached / cached process CPU time.")
+            f"diffusers {diffusers.__version__}; {args.steps} steps. kept = block executions "
+            f"that ran / all; speedup = uncached / cached process CPU time; samples and grids per "
+            f"model in the notes below.")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -165,43 +175,69 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         default=None, help="default reference,medium-flux (--quick: reference)")
     parser.add_argument("--libraries", type=lambda t: _csv_list(t, LIBRARIES, "--libraries"),
                         default=list(LIBRARIES))
-    parser.add_argument("--samples", type=int, default=None, help="images per call (default 10; quick 2)")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="images per call (default: 10 on the reference models, 1 on medium "
+                             "FLUX, whose call costs ~17 CPU s; --quick: 2)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--steps", type=int, default=28)
     parser.add_argument("--quick", action="store_true", help="three points per library, 2 images")
+    parser.add_argument("--lean", action="store_true",
+                        help="~16 points per library (the knobs that made the front in full sweeps)")
     parser.add_argument("--uncached-every", type=int, default=4)
     parser.add_argument("--parallel", action="store_true",
                         help="run the cache-dit 1.5.3 worker alongside the main sweep (2 cores)")
     parser.add_argument("--peers-python", default=str(PEERS_PYTHON))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: rebuild frontier.md and the PNGs from --out's CSV")
     args = parser.parse_args(argv)
     args.models = args.models or (["reference"] if args.quick else ["reference", "medium-flux"])
-    args.samples = args.samples or (2 if args.quick else 10)
     for name in ("samples", "steps", "uncached_every"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     return args
 
 
+def _previous(out: Path, models: list[str], libraries: list[str]) -> tuple[list[dict], dict]:
+    """Rows and notes of an earlier run into ``out`` that this run does not replace: rows of other
+    models or other libraries, so that one library of one model can be (re)run on its own."""
+    labels = {LABELS[lib] for lib in libraries}
+    csv_path, notes_path = out / "frontier.csv", out / "frontier_notes.json"
+    rows = report.read_csv(csv_path) if csv_path.is_file() else []
+    rows = [r for r in rows if r["model"] not in models or r["library"] not in labels]
+    notes = json.loads(notes_path.read_text()) if notes_path.is_file() else {}
+    return rows, {key: n for key, n in notes.items()
+                  if key.split("|")[0] not in models or not set(key.split("|")[1].split(",")) & set(libraries)}
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
+    """Run the sweep; returns this invocation's rows (the files also hold earlier models' rows)."""
     args = parse_args(argv)
     torch.set_num_threads(1)
     started = time.time()
     log = lambda line: print(line, flush=True)  # noqa: E731
-    rows, notes = [], []
-    for name in args.models:
+    kept_rows, notes = _previous(args.out, [] if args.report_only else args.models, args.libraries)
+    rows: list[dict] = []
+    if args.report_only:
+        for name in dict.fromkeys(r["model"] for r in kept_rows):
+            report.plot(kept_rows, name, args.out / f"frontier_{name}.png")
+    for name in ([] if args.report_only else args.models):
         try:
-            model_rows, model_notes = run_model(name, args, log)
+            model_rows, notes[f"{name}|{','.join(args.libraries)}"] = run_model(name, args, log)
         except common.ModelUnavailable as exc:
             log(f"{name}: skipped ({exc})")
-            notes.append(f"{name}: skipped ({exc})")
+            notes[f"{name}|{','.join(args.libraries)}"] = [f"{name}: skipped ({exc})"]
             continue
         rows += model_rows
-        notes += model_notes
-        report.write_csv(rows, args.out / "frontier.csv")  # after every model: partial runs survive
-        report.plot(rows, name, args.out / f"frontier_{name}.png")
-    text = report.markdown(rows, "# " + header(args)) + "\n" + "\n".join(f"- {n}" for n in notes)
-    (args.out / "frontier.md").write_text(text + f"\n- wall time {time.time() - started:.0f} s\n")
+        # After every model, so that a partial run survives.
+        report.write_csv(kept_rows + rows, args.out / "frontier.csv")
+        report.plot(kept_rows + rows, name, args.out / f"frontier_{name}.png")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "frontier_notes.json").write_text(json.dumps(notes, indent=1))
+    lines = [n for model_notes in notes.values() for n in model_notes]
+    text = report.markdown(kept_rows + rows, "# " + header(args)) + "\n" + "\n".join(f"- {n}" for n in lines)
+    (args.out / "frontier.md").write_text(text + f"\n- wall time of the last invocation "
+                                           f"({', '.join(args.models)}): {time.time() - started:.0f} s\n")
     log(text)
     return rows
 

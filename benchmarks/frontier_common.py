@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import inspect
 import statistics
 import sys
 import time
@@ -68,7 +69,12 @@ def _reference_pipeline(name: str, via_path: bool) -> Any:
     pipeline_cls = _reference_package(via_path).FashionFluxPipeline
     if name == "reference":
         return pipeline_cls.from_reference()
-    # The deep model is added by another branch as from_reference("deep"); absent until it lands.
+    # The deep model is added by another branch as from_reference("deep"); absent until it lands
+    # (today's first parameter is `device`, so look before passing "deep").
+    first = next(iter(inspect.signature(pipeline_cls.from_reference).parameters), "device")
+    if first in ("device", "torch_dtype"):
+        raise ModelUnavailable("deep-reference: FashionFluxPipeline.from_reference takes no model "
+                               "variant yet (the deep model is not shipped)")
     try:
         return pipeline_cls.from_reference("deep")
     except (TypeError, ValueError, FileNotFoundError, KeyError) as exc:

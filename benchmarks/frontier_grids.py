@@ -129,9 +129,23 @@ OURS_FAMILIES: dict[str, Callable[[Scale], list[dict]]] = {
 }
 
 
-def ours_grid(model: str, quick: bool = False) -> Grid:
-    """Named ``enable_cache`` option dicts of this project for ``model``."""
+def _lean_points(s: Scale) -> list[tuple[str, int, float, int, str | None]]:
+    """(family, warmup, threshold, forecaster order, mask) of the lean grid: the knobs that made
+    the frontier in denser sweeps, for models whose runs are expensive (medium FLUX)."""
+    t = s.thresholds
+    return ([("DBCache", 4, x, 0, None) for x in (t[1], t[3], t[5])]
+            + [("DBCache+TaylorSeer", 4, x, 1, None) for x in t[1:]]
+            + [("DBCache+TaylorSeer", 4, x, 2, None) for x in (t[2], t[4])]
+            + [("steps mask", 0, STATIC, 1, m) for m in MASKS[1:]] + [("steps mask", 0, STATIC, 0, "fast")])
+
+
+def ours_grid(model: str, quick: bool = False, lean: bool = False) -> Grid:
+    """Named ``enable_cache`` option dicts of this project for ``model`` (``lean``: ~16 points)."""
     s = scale_of(model)
+    if lean and not quick:
+        return ([(f, _ours(s.fn[0], 0, w, t, order, mask)) for f, w, t, order, mask in _lean_points(s)]
+                + [("DBCache", _ours(s.fn[1], 0, 4, s.thresholds[3])),
+                   ("max continuous cached", _ours(s.fn[0], 0, 4, s.thresholds[-2], 1, mcc=2))])
     if quick:
         return [("DBCache", _ours(1, 0, 2, 0.12)), ("DBCache+TaylorSeer", _ours(1, 0, 2, 0.16, 1)),
                 ("steps mask", _ours(1, 0, 0, STATIC, 0, "fast"))]
@@ -147,9 +161,16 @@ def _peer(fn: int, bn: int, warmup: int, threshold: float, calibrator: str | Non
             "mcc": mcc, "calibrator": calibrator}
 
 
-def cachedit_grid(model: str, quick: bool = False) -> Grid:
+def cachedit_grid(model: str, quick: bool = False, lean: bool = False) -> Grid:
     """Named specs for cache-dit 1.5.3's DBCacheConfig + calibrator configs."""
     s = scale_of(model)
+    if lean and not quick:
+        return ([(f, _peer(s.fn[0], 0, w, t, f"taylorseer{order}" if order else None, mask))
+                 for f, w, t, order, mask in _lean_points(s)]
+                + [("DBCache", _peer(s.fn[1], 0, 4, s.thresholds[3])),
+                   ("max continuous cached", _peer(s.fn[0], 0, 4, s.thresholds[-2], "taylorseer1", mcc=2))]
+                + [(f"DBCache+{c}", _peer(s.fn[0], 0, 4, t, c)) for c in ("foca", "dmd")
+                   for t in (s.thresholds[2], s.thresholds[4])])
     if quick:
         return [("DBCache", _peer(1, 0, 2, 0.12)), ("DBCache+TaylorSeer", _peer(1, 0, 2, 0.16, "taylorseer1")),
                 ("steps mask", _peer(1, 0, 0, STATIC, None, "fast"))]
@@ -173,9 +194,15 @@ def cachedit_grid(model: str, quick: bool = False) -> Grid:
 
 
 # ---------------------------------------------------------------- diffusers hooks
-def diffusers_grid(model: str, quick: bool = False) -> Grid:
+def diffusers_grid(model: str, quick: bool = False, lean: bool = False) -> Grid:
     """Named specs: ``{"kind": "fbcache"|"taylorseer"|"magcache", ...config fields}``."""
     s = scale_of(model)
+    if lean and not quick:
+        return ([("FirstBlockCache", {"kind": "fbcache", "threshold": t}) for t in s.fbcache_thresholds[1::2]]
+                + [("TaylorSeerCache", {"kind": "taylorseer", "cache_interval": n, "max_order": o,
+                                        "disable_cache_before_step": 3}) for n, o in ((2, 1), (3, 1), (4, 1), (6, 1), (3, 2))]
+                + [("MagCache", {"kind": "magcache", "threshold": t, "max_skip_steps": 3,
+                                 "retention_ratio": 0.2}) for t in (0.04, 0.12, 0.24)])
     if quick:
         return [("FirstBlockCache", {"kind": "fbcache", "threshold": s.fbcache_thresholds[3]}),
                 ("TaylorSeerCache", {"kind": "taylorseer", "cache_interval": 3, "max_order": 1,

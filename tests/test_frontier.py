@@ -151,3 +151,28 @@ def test_quick_run_of_cachedit_153(tmp_path):
         assert 0.2 < row["kept"] < 1.0 and 20.0 < row["psnr"] < 80.0, row
     # Same torch, diffusers and pipeline code in both venvs: uncached outputs are bit-identical.
     assert "its uncached output differs from ours by at most 0;" in (tmp_path / "frontier.md").read_text()
+
+
+def test_deep_reference_runs_or_is_skipped_by_name(tmp_path):
+    try:
+        common.build_model("deep-reference", samples=1)
+    except common.ModelUnavailable:
+        rows = bench_frontier.main(["--quick", "--models", "deep-reference", "--libraries", "ours",
+                                    "--out", str(tmp_path)])
+        assert rows == []
+        assert "- deep-reference: skipped (deep-reference: " in (tmp_path / "frontier.md").read_text()
+    else:
+        assert common.num_blocks(common.build_model("deep-reference", samples=1)) >= 16
+
+
+def test_a_run_replaces_only_its_own_model_and_library_rows(tmp_path):
+    rows = [{**_row("ours", 0.5, 40.0), "model": "reference"},
+            {**_row("diffusers", 0.5, 41.0), "model": "reference"},
+            {**_row("ours", 0.5, 80.0), "model": "medium-flux"}]
+    report.write_csv(rows, tmp_path / "frontier.csv")
+    (tmp_path / "frontier_notes.json").write_text(
+        '{"reference|ours,diffusers": ["a"], "medium-flux|ours": ["b"]}')
+    kept, notes = bench_frontier._previous(tmp_path, ["reference"], ["ours"])
+    assert [(r["model"], r["library"], r["psnr"]) for r in kept] == [
+        ("reference", "diffusers", 41.0), ("medium-flux", "ours", 80.0)]
+    assert notes == {"medium-flux|ours": ["b"]}
