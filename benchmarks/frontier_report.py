@@ -21,6 +21,9 @@ PSNR_TARGETS = {"reference": (30.0, 35.0, 40.0, 45.0), "deep-reference": (30.0, 
                 "medium-flux": (75.0, 80.0, 85.0, 90.0)}
 
 
+COLORS = {"ours": "C0", "cache-dit 1.5.3": "C1", "diffusers": "C2"}  # the same in every plot
+
+
 def write_csv(rows: Iterable[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:
@@ -121,7 +124,7 @@ def plot(rows: Sequence[dict], model: str, path: Path, title: str = "") -> None:
     mine = [r for r in _valid(rows) if r["model"] == model and math.isfinite(r["psnr"])]
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for index, lib in enumerate(_libraries(mine)):
-        color = f"C{index}"
+        color = COLORS.get(lib, f"C{index + len(COLORS)}")
         points = [r for r in mine if r["library"] == lib]
         ax.scatter([r["kept"] for r in points], [r["psnr"] for r in points], s=12, alpha=0.35,
                    color=color)
