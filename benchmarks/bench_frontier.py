@@ -236,8 +236,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     (args.out / "frontier_notes.json").write_text(json.dumps(notes, indent=1))
     lines = [n for model_notes in notes.values() for n in model_notes]
     text = report.markdown(kept_rows + rows, "# " + header(args)) + "\n" + "\n".join(f"- {n}" for n in lines)
-    (args.out / "frontier.md").write_text(text + f"\n- wall time of the last invocation "
-                                           f"({', '.join(args.models)}): {time.time() - started:.0f} s\n")
+    last = ("rebuilt from frontier.csv (--report-only)" if args.report_only else
+            f"wall time of the last invocation ({', '.join(args.models)}): {time.time() - started:.0f} s")
+    (args.out / "frontier.md").write_text(text + f"\n- {last}\n")
     log(text)
     return rows
 
