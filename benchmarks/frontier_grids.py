@@ -133,7 +133,10 @@ def _lean_points(s: Scale) -> list[tuple[str, int, float, int, str | None]]:
     """(family, warmup, threshold, forecaster order, mask) of the lean grid: the knobs that made
     the frontier in denser sweeps, for models whose runs are expensive (medium FLUX)."""
     t = s.thresholds
-    return ([("DBCache", 4, x, 0, None) for x in (t[1], t[3], t[5])]
+    gap = round((t[1] + t[2]) / 2, 4)  # on medium FLUX kept jumps from ~0.8 to ~0.4 between t[1], t[2]
+    return ([(f, 4, gap, order, None) for f, order in
+             (("DBCache", 0), ("DBCache+TaylorSeer", 1), ("DBCache+TaylorSeer", 2))]
+            + [("DBCache", 4, x, 0, None) for x in (t[1], t[3], t[5])]
             + [("DBCache+TaylorSeer", 4, x, 1, None) for x in t[1:]]
             + [("DBCache+TaylorSeer", 4, x, 2, None) for x in (t[2], t[4])]
             + [("steps mask", 0, STATIC, 1, m) for m in MASKS[1:]] + [("steps mask", 0, STATIC, 0, "fast")])
@@ -198,11 +201,12 @@ def diffusers_grid(model: str, quick: bool = False, lean: bool = False) -> Grid:
     """Named specs: ``{"kind": "fbcache"|"taylorseer"|"magcache", ...config fields}``."""
     s = scale_of(model)
     if lean and not quick:
-        return ([("FirstBlockCache", {"kind": "fbcache", "threshold": t}) for t in s.fbcache_thresholds[1::2]]
+        return ([("FirstBlockCache", {"kind": "fbcache", "threshold": t})
+                 for t in (*s.fbcache_thresholds[1::2], s.fbcache_thresholds[4])]
                 + [("TaylorSeerCache", {"kind": "taylorseer", "cache_interval": n, "max_order": o,
                                         "disable_cache_before_step": 3}) for n, o in ((2, 1), (3, 1), (4, 1), (6, 1), (3, 2))]
                 + [("MagCache", {"kind": "magcache", "threshold": t, "max_skip_steps": 3,
-                                 "retention_ratio": 0.2}) for t in (0.04, 0.12, 0.24)])
+                                 "retention_ratio": 0.2}) for t in (0.02, 0.04, 0.12, 0.24)])
     if quick:
         return [("FirstBlockCache", {"kind": "fbcache", "threshold": s.fbcache_thresholds[3]}),
                 ("TaylorSeerCache", {"kind": "taylorseer", "cache_interval": 3, "max_order": 1,
