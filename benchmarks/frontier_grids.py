@@ -66,6 +66,10 @@ def _name(options: dict[str, Any]) -> str:
         parts.append(f"TS{options['taylorseer_kwargs']['n_derivatives']}")
     if options.get("calibrator"):
         parts.append(options["calibrator"])
+    if options.get("compute_budget") is not None:
+        parts.append(f"BUD{options['compute_budget']:g}")
+    if options.get("decision_rule", "residual_diff") != "residual_diff":
+        parts.append(options["decision_rule"])
     return " ".join(parts)
 
 
@@ -121,11 +125,41 @@ def _ours_mcc(s: Scale) -> list[dict]:
             for order in (0, 1)]
 
 
+def _with(options: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {**options, **extra}
+
+
+def _ours_calibrators(s: Scale) -> list[dict]:
+    """FoCa and Hermite stand-ins at DBCache's decisions."""
+    warmups = (2, 4, 8) if s.dense else (4,)
+    return [_with(_ours(s.fn[0], 0, w, t), calibrator=cal) for cal in ("foca", "hermite")
+            for w in warmups for t in s.thresholds[1:]]
+
+
+def _ours_budget(s: Scale) -> list[dict]:
+    """Compute budgets with plain reuse, TaylorSeer order 1 and FoCa."""
+    stand_ins = ({}, {"enable_taylorseer": True, "taylorseer_kwargs": {"n_derivatives": 1}},
+                 {"calibrator": "foca"})
+    budgets = (0.3, 0.4, 0.5, 0.6, 0.7) if s.dense else (0.3, 0.5, 0.7)
+    return [{"Fn_compute_blocks": s.fn[0], "compute_budget": b, **extra}
+            for b in budgets for extra in stand_ins]
+
+
+def _ours_rules(s: Scale) -> list[dict]:
+    """Accumulated-change and forecast-aware decisions with TaylorSeer order 1."""
+    thresholds = s.thresholds[1:] if s.dense else s.thresholds[1::2]
+    return [_with(_ours(s.fn[0], 0, 4, t, 1), decision_rule=rule)
+            for rule in ("accumulated", "forecast_error") for t in thresholds]
+
+
 OURS_FAMILIES: dict[str, Callable[[Scale], list[dict]]] = {
     "DBCache": _ours_dbcache,
     "DBCache+TaylorSeer": _ours_taylorseer,
     "steps mask": _ours_masks,
     "max continuous cached": _ours_mcc,
+    "FoCa / Hermite": _ours_calibrators,
+    "compute budget": _ours_budget,
+    "decision rules": _ours_rules,
 }
 
 
@@ -148,7 +182,11 @@ def ours_grid(model: str, quick: bool = False, lean: bool = False) -> Grid:
     if lean and not quick:
         return ([(f, _ours(s.fn[0], 0, w, t, order, mask)) for f, w, t, order, mask in _lean_points(s)]
                 + [("DBCache", _ours(s.fn[1], 0, 4, s.thresholds[3])),
-                   ("max continuous cached", _ours(s.fn[0], 0, 4, s.thresholds[-2], 1, mcc=2))])
+                   ("max continuous cached", _ours(s.fn[0], 0, 4, s.thresholds[-2], 1, mcc=2))]
+                + [("FoCa / Hermite", _with(_ours(s.fn[0], 0, 4, t), calibrator="foca"))
+                   for t in (s.thresholds[1], s.thresholds[3], s.thresholds[4])]
+                + [("compute budget", options) for options in _ours_budget(s)
+                   if options.get("enable_taylorseer")])
     if quick:
         return [("DBCache", _ours(1, 0, 2, 0.12)), ("DBCache+TaylorSeer", _ours(1, 0, 2, 0.16, 1)),
                 ("steps mask", _ours(1, 0, 0, STATIC, 0, "fast"))]

@@ -121,3 +121,16 @@ def test_bad_per_sample_options():
     with pytest.raises(ValueError, match="needs cfg_diff_compute_separate=True"):
         cache_dit.CacheOptions(per_sample_decisions=True, cfg_diff_compute_separate=False)
     assert cache_dit.CacheOptions(per_sample_decisions=True).tag().endswith("_PS")
+
+
+def test_per_sample_budgets_hold_for_every_sample(reference):
+    cache_dit.enable_cache(reference, compute_budget=0.5, Fn_compute_blocks=1,
+                           per_sample_decisions=True)
+    try:
+        _ref_run(reference, [0, 3, 5], [0, 1, 2])
+        streams = cache_dit.summary(reference)[0].streams
+        assert len(streams) == 6
+        for stats in streams.values():
+            assert stats.cached_steps and abs(stats.blocks_run / stats.blocks_total - 0.5) <= 0.03
+    finally:
+        cache_dit.disable_cache(reference)
