@@ -8,7 +8,6 @@ import torch
 
 import cache_dit
 from cache_dit.bench.forecast import dbcache_patterns, interval_pattern, kept_fraction, replay, replay_hooked
-from cache_dit.calibrators.newton import NewtonCalibrator
 from cache_dit.calibrators.reuse import ReuseCalibrator
 from cache_dit.calibrators.taylorseer import TaylorSeerCalibrator
 
