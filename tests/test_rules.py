@@ -110,3 +110,38 @@ def test_bad_calibrator_names_the_allowed_ones():
     from cache_dit.calibrators import CALIBRATORS
     from cache_dit.options import CALIBRATOR_NAMES
     assert set(CALIBRATORS) == set(CALIBRATOR_NAMES)
+
+
+def test_presets_are_fresh_valid_options():
+    for name in cache_dit.PRESETS:
+        options = cache_dit.preset(name)
+        options["warmup_steps"] = 99  # a fresh dict: editing it changes nothing
+        assert cache_dit.PRESETS[name]["warmup_steps"] != 99
+        assert cache_dit.CacheOptions.from_kwargs(cache_dit.preset(name)).tag().endswith("_Cfoca")
+    with pytest.raises(ValueError, match=r"unknown preset 'turbo'; allowed: \['quality', "
+                                         r"'balanced', 'fast'\]"):
+        cache_dit.preset("turbo")
+
+
+def test_presets_trade_compute_for_quality_on_the_reference_model():
+    from cache_dit.reference import FashionFluxPipeline
+
+    pipe = FashionFluxPipeline.from_reference()
+    pipe.set_progress_bar_config(disable=True)
+
+    def generate():
+        with torch.no_grad():
+            return pipe([1, 6], num_inference_steps=28, guidance_scale=2.5, output_type="pt",
+                        generator=[torch.Generator().manual_seed(s) for s in (0, 1)]).images
+
+    uncached = generate()
+    kept, error = {}, {}
+    for name in ("quality", "balanced", "fast"):
+        cache_dit.enable_cache(pipe, **cache_dit.preset(name))
+        out = generate()
+        (item,) = cache_dit.summary(pipe)
+        assert item.cached_steps, f"{name} caches something"
+        kept[name], error[name] = item.kept_fraction, float(((out - uncached) ** 2).mean())
+        cache_dit.disable_cache(pipe)
+    assert kept["quality"] > kept["balanced"] > kept["fast"]
+    assert error["quality"] < error["balanced"] < error["fast"]

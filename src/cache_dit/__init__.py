@@ -23,6 +23,7 @@ from .options import (
     load_options,
 )
 from .patterns import ForwardPattern
+from .presets import PRESETS, preset
 
 __version__ = "0.3.0"
 
@@ -42,6 +43,8 @@ __all__ = [
     "steps_mask",
     "STEPS_MASK_PRESETS",
     "set_compile_configs",
+    "preset",
+    "PRESETS",
     "calibrate",
     "Calibration",
     "save_options",
