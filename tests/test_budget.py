@@ -66,9 +66,16 @@ def test_budget_protects_the_head_and_the_last_step(reference):
     cache_dit.enable_cache(reference, compute_budget=0.5, Fn_compute_blocks=1)
     _generate(reference, 3, 0, 40, 2.5)
     cached = cache_dit.summary(reference)[0].cached_steps
-    # 15% of 40 steps is 6, capped at a third of the 16 computes: 5; and the last step
-    assert cached and min(cached) >= 5 and 39 not in cached
+    # 15% of 40 steps is 6 (at most half of the 16 computes), and the last step
+    assert cached and min(cached) >= 6 and 39 not in cached
     cache_dit.disable_cache(reference)
+
+
+def test_a_small_budget_keeps_half_its_computes_out_of_the_head():
+    rule = BudgetRule(0.3, num_blocks=6, kept_when_cached=1)
+    state = rule.new_state(StepSchedule(28, frozenset()))
+    # 28 steps at 30%: 4 computes; the 15% head (4 steps) is cut to 2, so 1 is placed freely
+    assert state.computes == 4 and state.must == {0, 1, 27}
 
 
 def test_computed_steps_arithmetic():
@@ -82,8 +89,8 @@ def test_computed_steps_arithmetic():
 def test_rule_places_computes_exactly_on_toy_diffs():
     rule = BudgetRule(0.5, num_blocks=6, kept_when_cached=1)
     state = rule.new_state(StepSchedule(20, frozenset()))
-    # 15% of 20 = 3 head steps, but at most a third of the 8 computes: 2
-    assert state.computes == 8 and state.must == {0, 1, 19}
+    # 15% of 20 = 3 head steps (at most half of the 8 computes)
+    assert state.computes == 8 and state.must == {0, 1, 2, 19}
     computed = []
     for step in range(20):
         if step == 0:
@@ -97,9 +104,9 @@ def test_rule_places_computes_exactly_on_toy_diffs():
         else:
             rule.on_compute(state, step, torch.ones(1))
             computed.append(step)
-    # uniform change: the 5 free computes spread evenly over steps 2..18, the last step computes
-    assert len(computed) == 8 and computed[:2] == [0, 1] and computed[-1] == 19
-    gaps = [b - a for a, b in zip(computed[1:], computed[2:])]
+    # uniform change: the 4 free computes spread evenly over steps 3..18, the last step computes
+    assert len(computed) == 8 and computed[:3] == [0, 1, 2] and computed[-1] == 19
+    gaps = [b - a for a, b in zip(computed[2:], computed[3:])]
     assert max(gaps) - min(gaps) <= 2
 
 
