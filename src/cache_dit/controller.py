@@ -277,18 +277,25 @@ class CacheController:
                     parts = self.diff_reducer(parts)
                 rule_says, diff = self.rule.decide(stream.rule, call.step, parts.tolist())
                 may_cache = rule_says and self._gates_open(call.step, stream)
-        if diff is not None:
-            stream.stats.residual_diffs[call.step] = diff
+        self._record(stream, call.step, probe, may_cache, diff)
         if may_cache:
-            stream.continuous_cached += 1
-            stream.stats.cached_steps.append(call.step)
-            self.rule.on_cache(stream.rule, call.step, probe)
             skip_back = diff is not None and diff < opts.non_compute_blocks_diff_threshold and all(
                 i in stream.block_residuals for i in self.plan.skippable_back)
             return Mode.CACHE_BACK if skip_back and self.plan.skippable_back else Mode.CACHE
-        stream.continuous_cached = 0
-        self.rule.on_compute(stream.rule, call.step, probe)
         return Mode.COMPUTE
+
+    def _record(self, stream: StreamState, step: int, probe: torch.Tensor | None,
+                cached: bool, diff: float | None) -> None:
+        """A stream's decision for this step: statistics, the run of cached steps, the rule."""
+        if diff is not None:
+            stream.stats.residual_diffs[step] = diff
+        if cached:
+            stream.continuous_cached += 1
+            stream.stats.cached_steps.append(step)
+            self.rule.on_cache(stream.rule, step, probe)
+        else:
+            stream.continuous_cached = 0
+            self.rule.on_compute(stream.rule, step, probe)
 
     def _gates_open(self, step: int, stream: StreamState) -> bool:
         """The options that bound caching, whatever the rule says."""
@@ -336,18 +343,12 @@ class CacheController:
         compute = []
         for i, (sample, row, value) in enumerate(zip(samples, rows, values)):
             sample.stats.steps += 1
-            may_cache = False
+            may_cache, diff = False, None
             if value is not None:
                 rule_says, diff = self.rule.decide(sample.rule, call.step, value)
-                sample.stats.residual_diffs[call.step] = diff
                 may_cache = rule_says and self._gates_open(call.step, sample)
-            if may_cache:
-                sample.continuous_cached += 1
-                sample.stats.cached_steps.append(call.step)
-                self.rule.on_cache(sample.rule, call.step, row)
-            else:
-                sample.continuous_cached = 0
-                self.rule.on_compute(sample.rule, call.step, row)
+            self._record(sample, call.step, row, may_cache, diff)
+            if not may_cache:
                 compute.append(i)
         if len(compute) == batch:
             return Mode.COMPUTE

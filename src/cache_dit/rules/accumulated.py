@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .threshold import l1_parts, parts_ratio
+from .threshold import change_parts, parts_ratio
 
 __all__ = ["AccumulatedChangeRule", "AccumulatedChangeState"]
 
@@ -39,9 +39,7 @@ class AccumulatedChangeRule:
 
     def parts(self, state: AccumulatedChangeState, step: int,
               probe: torch.Tensor) -> torch.Tensor | None:
-        if state.previous is None or state.previous.shape != probe.shape:
-            return None
-        return l1_parts(probe, state.previous)
+        return change_parts(probe, state.previous)
 
     def decide(self, state: AccumulatedChangeState, step: int,
                values: list[float]) -> tuple[bool, float]:

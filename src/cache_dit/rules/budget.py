@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from .base import StepSchedule
-from .threshold import l1_parts, parts_ratio
+from .threshold import change_parts, parts_ratio
 
 __all__ = ["BudgetRule", "BudgetState", "computed_steps_for_budget"]
 
@@ -90,9 +90,7 @@ class BudgetRule:
         return state
 
     def parts(self, state: BudgetState, step: int, probe: torch.Tensor) -> torch.Tensor | None:
-        if state.reference is None or state.reference.shape != probe.shape:
-            return None
-        return l1_parts(probe, state.reference)
+        return change_parts(probe, state.reference)
 
     def decide(self, state: BudgetState, step: int, values: list[float]) -> tuple[bool, float]:
         diff = parts_ratio(values)

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from ..calibrators import Calibrator
-from .threshold import l1_parts, parts_ratio
+from .threshold import change_parts, parts_ratio
 
 __all__ = ["ForecastErrorRule", "ForecastErrorState"]
 
@@ -44,10 +44,7 @@ class ForecastErrorRule:
     def parts(self, state: ForecastErrorState, step: int, probe: torch.Tensor) -> torch.Tensor | None:
         if not state.calibrator.ready:
             return None
-        forecast = state.calibrator.approximate(step)
-        if forecast.shape != probe.shape:
-            return None
-        return l1_parts(probe, forecast)
+        return change_parts(probe, state.calibrator.approximate(step))
 
     def decide(self, state: ForecastErrorState, step: int, values: list[float]) -> tuple[bool, float]:
         error = parts_ratio(values)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["ResidualDiffRule", "ResidualDiffState", "l1_parts", "parts_ratio", "relative_l1"]
+__all__ = ["ResidualDiffRule", "ResidualDiffState", "change_parts", "l1_parts", "parts_ratio",
+           "relative_l1"]
 
 
 def l1_parts(current: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -19,6 +20,14 @@ def l1_parts(current: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     float64 doubled this hot-path cost on CPU for no decision that matters."""
     current, reference = current.float(), reference.float()
     return torch.stack([(current - reference).abs().sum(), reference.abs().sum()]).double()
+
+
+def change_parts(current: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor | None:
+    """:func:`l1_parts` of ``current`` against ``reference``; None when there is nothing of the
+    same shape to compare with (then the step computes)."""
+    if reference is None or reference.shape != current.shape:
+        return None
+    return l1_parts(current, reference)
 
 
 def parts_ratio(values: list[float]) -> float:
@@ -53,10 +62,7 @@ class ResidualDiffRule:
         return ResidualDiffState()
 
     def parts(self, state: ResidualDiffState, step: int, probe: torch.Tensor) -> torch.Tensor | None:
-        reference = state.reference
-        if reference is None or reference.shape != probe.shape:
-            return None
-        return l1_parts(probe, reference)
+        return change_parts(probe, state.reference)
 
     def decide(self, state: ResidualDiffState, step: int, values: list[float]) -> tuple[bool, float]:
         diff = parts_ratio(values)
