@@ -67,6 +67,15 @@ SCENARIOS: dict[str, dict] = {
                            options=dict(WAN_OPTS,
                                         cfg_diff_compute_separate=False)),
 }
+# Per-sample decisions on a sharded model: two prompts in one batch, one collective per step that
+# sums every sample's parts. Checked by their own tests (the parts are one row per sample).
+PER_SAMPLE_SCENARIOS: dict[str, dict] = {
+    "flux_per_sample": dict(model="flux", order="cp_first", steps=10, batch=2,
+                            options=dict(FLUX_OPTS, per_sample_decisions=True)),
+    "flux_per_sample_budget": dict(model="flux", order="cache_first", steps=10, batch=2,
+                                   options=dict(Fn_compute_blocks=1, Bn_compute_blocks=1,
+                                                per_sample_decisions=True, compute_budget=0.6)),
+}
 # Data-parallel serving: no sharding, each rank its own request (seed, step count).
 DATA_PARALLEL = {0: dict(seed=3, steps=9), 1: dict(seed=4, steps=6)}
 DP_OPTS = dict(FLUX_OPTS, residual_diff_threshold=0.32)
@@ -125,8 +134,8 @@ class RingFluxProcessorCPU:
         return image, attn.to_add_out(text.contiguous())
 
 
-def _flux_embeds():
-    return flux_fixture.embeds(text_len=8)  # even: Ulysses/ring split the text tokens too
+def _flux_embeds(batch: int = 1):
+    return flux_fixture.embeds(batch, text_len=8)  # even: Ulysses/ring split the text tokens too
 
 
 def build(model: str):
@@ -146,12 +155,12 @@ def build(model: str):
     raise ValueError(model)
 
 
-def call(pipe, model: str, steps: int, seed: int = 0) -> torch.Tensor:
+def call(pipe, model: str, steps: int, seed: int = 0, batch: int = 1) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         if model == "flux":
             return pipe(height=16, width=16, num_inference_steps=steps, generator=gen,
-                        output_type="latent", **_flux_embeds()).images
+                        output_type="latent", **_flux_embeds(batch)).images
         kw = dict(tiny_pipelines._WAN_VIDEO)
         if model == "wan_ti2v":  # 5 frames -> 2 latent frames of 2x2 tokens
             kw.update(num_frames=5, image=tiny_pipelines._pil_image(32, 0))
@@ -192,15 +201,19 @@ def run_scenario(spec: dict, parallel: dict | None) -> dict:
     if parallel is not None and spec["order"] == "cache_first":
         pipe.transformer.enable_parallelism(config=ContextParallelConfig(**parallel))
     start = time.perf_counter()
-    out = call(pipe, spec["model"], spec["steps"])
+    out = call(pipe, spec["model"], spec["steps"], batch=spec.get("batch", 1))
     return record(pipe, out, time.perf_counter() - start)
+
+
+def _spec(name: str) -> dict:
+    return SCENARIOS[name] if name in SCENARIOS else PER_SAMPLE_SCENARIOS[name]
 
 
 def main() -> None:
     rank, world, port, out_dir = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     warnings.filterwarnings("ignore")  # (this process only; the test module imports SCENARIOS)
     logging.getLogger("diffusers").setLevel(logging.ERROR)
-    names = sys.argv[5:] or list(SCENARIOS) + ["data_parallel"]
+    names = sys.argv[5:] or list(SCENARIOS) + list(PER_SAMPLE_SCENARIOS) + ["data_parallel"]
     parallel = dict(ulysses_degree=world)
     torch.set_num_threads(1)
     results: dict = {"single": {}, "parallel": {}}
@@ -213,7 +226,7 @@ def main() -> None:
             cache_dit.enable_cache(pipe, **DP_OPTS)
             results["single"][name] = record(pipe, call(pipe, "flux", dp["steps"], dp["seed"]), 0)
         else:
-            results["single"][name] = run_scenario(SCENARIOS[name], None)
+            results["single"][name] = run_scenario(_spec(name), None)
 
     # 2. the same work on two ranks
     import torch.distributed as dist
@@ -234,7 +247,7 @@ def main() -> None:
                 out = call(pipe, "flux", dp["steps"], dp["seed"])
                 results["parallel"][name] = record(pipe, out, time.perf_counter() - start)
             else:
-                results["parallel"][name] = run_scenario(SCENARIOS[name], parallel)
+                results["parallel"][name] = run_scenario(_spec(name), parallel)
         dist.barrier()
     finally:
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))

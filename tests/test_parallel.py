@@ -24,7 +24,7 @@ from cache_dit.hooks import BLOCK_HOOK, TRANSFORMER_HOOK, controller_of
 from cache_dit.parallel import ContextParallelSync, arrange_hooks
 
 sys.path.insert(0, os.path.dirname(__file__))
-from parallel_worker import DATA_PARALLEL, SCENARIOS  # noqa: E402
+from parallel_worker import DATA_PARALLEL, PER_SAMPLE_SCENARIOS, SCENARIOS  # noqa: E402
 
 WORKER_TIMEOUT_S = 150
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -140,6 +140,50 @@ def test_taylorseer_changes_the_output_and_stays_consistent(ranks):
         plain, seer = result["parallel"]["flux_cp_first"], result["parallel"]["flux_taylorseer"]
         assert seer["streams"]["main"]["cached"] == plain["streams"]["main"]["cached"]
         assert not torch.allclose(seer["output"], plain["output"], atol=1e-4)
+
+
+# ------------------------------------------------------------------- per-sample decisions, sharded
+@pytest.mark.parametrize("name", sorted(PER_SAMPLE_SCENARIOS))
+def test_per_sample_sharded_run_equals_single_process_and_ranks_agree(ranks, name):
+    batch = PER_SAMPLE_SCENARIOS[name]["batch"]
+    labels = [f"main[{i}]" for i in range(batch)]
+    for result in ranks:
+        single, par = result["single"][name], result["parallel"][name]
+        assert par["reducer"] == "ShardedDiffReducer"
+        for label in labels:
+            ref, got = single["streams"][label], par["streams"][label]
+            assert ref["cached"], f"{name}: {label} caches nothing; the check would be empty"
+            assert got["cached"] == ref["cached"], label
+            assert sorted(got["diffs"]) == sorted(ref["diffs"])
+            for step, diff in ref["diffs"].items():
+                assert got["diffs"][step] == pytest.approx(diff, rel=1e-5), (label, step)
+        torch.testing.assert_close(par["output"], single["output"], rtol=0, atol=1e-5)
+        # one collective per step carries every sample's parts (rows), not one per sample
+        decided = sorted(par["streams"][labels[0]]["diffs"])
+        assert par["collectives"] == len(decided)
+        assert all(len(parts) == batch for parts in par["local_parts"])
+    zero, one = (r["parallel"][name] for r in ranks)
+    assert torch.equal(zero["output"], one["output"])
+    assert zero["streams"] == one["streams"]
+
+
+def test_per_sample_sharded_decisions_differ_per_sample_and_use_summed_parts(ranks):
+    name = "flux_per_sample"
+    options = PER_SAMPLE_SCENARIOS[name]["options"]
+    threshold, warmup = options["residual_diff_threshold"], options["warmup_steps"]
+    zero, one = (r["parallel"][name] for r in ranks)
+    cached = [zero["streams"][f"main[{i}]"]["cached"] for i in range(2)]
+    assert cached[0] != cached[1], "the two samples must decide differently for the test to bite"
+    steps = sorted(zero["streams"]["main[0]"]["diffs"])
+    straddles = []
+    for step, rows0, rows1 in zip(steps, zero["local_parts"], one["local_parts"]):
+        for i, ((n0, d0), (n1, d1)) in enumerate(zip(rows0, rows1)):
+            diff = zero["streams"][f"main[{i}]"]["diffs"][step]
+            assert diff == pytest.approx((n0 + n1) / (d0 + d1), rel=1e-12), (step, i)
+            if step >= warmup and (n0 / d0 < threshold) != (n1 / d1 < threshold):
+                assert abs(diff - threshold) > 1e-3 * threshold, (step, i, diff)
+                straddles.append((step, i))
+    assert straddles, "no step where the ranks alone would have decided a sample differently"
 
 
 def test_data_parallel_ranks_issue_no_collective(ranks):
