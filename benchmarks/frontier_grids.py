@@ -186,7 +186,7 @@ def ours_grid(model: str, quick: bool = False, lean: bool = False) -> Grid:
                 + [("FoCa / Hermite", _with(_ours(s.fn[0], 0, 4, t), calibrator="foca"))
                    for t in (s.thresholds[1], s.thresholds[3], s.thresholds[4])]
                 + [("compute budget", options) for options in _ours_budget(s)
-                   if options.get("enable_taylorseer")])
+                   if options.get("enable_taylorseer") or options.get("calibrator")])
     if quick:
         return [("DBCache", _ours(1, 0, 2, 0.12)), ("DBCache+TaylorSeer", _ours(1, 0, 2, 0.16, 1)),
                 ("steps mask", _ours(1, 0, 0, STATIC, 0, "fast"))]

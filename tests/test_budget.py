@@ -9,7 +9,7 @@ import torch
 import cache_dit
 from cache_dit.reference import FashionFluxPipeline
 from cache_dit.rules.base import StepSchedule
-from cache_dit.rules.budget import BudgetRule, computed_steps_for_budget
+from cache_dit.rules.budget import BudgetRule, Placement, computed_steps_for_budget
 from counting import BlockExecutionCounter, count_linear_calls
 from flux_fixture import BLOCK_LISTS, make_flux, run
 
@@ -62,20 +62,29 @@ def test_budget_counts_real_block_executions_with_bn_blocks():
     assert kept == pytest.approx(cache_dit.summary(pipe)[0].kept_fraction)
 
 
-def test_budget_protects_the_head_and_the_last_step(reference):
+def test_budget_protects_the_head(reference):
     cache_dit.enable_cache(reference, compute_budget=0.5, Fn_compute_blocks=1)
     _generate(reference, 3, 0, 40, 2.5)
     cached = cache_dit.summary(reference)[0].cached_steps
-    # 15% of 40 steps is 6 (at most half of the 16 computes), and the last step
-    assert cached and min(cached) >= 6 and 39 not in cached
+    # 25% of 40 steps is 10, but at most half of the 16 computes: 8
+    assert cached and min(cached) == 8
     cache_dit.disable_cache(reference)
 
 
 def test_a_small_budget_keeps_half_its_computes_out_of_the_head():
     rule = BudgetRule(0.3, num_blocks=6, kept_when_cached=1)
     state = rule.new_state(StepSchedule(28, frozenset()))
-    # 28 steps at 30%: 4 computes; the 15% head (4 steps) is cut to 2, so 1 is placed freely
-    assert state.computes == 4 and state.must == {0, 1, 27}
+    # 28 steps at 30%: 4 computes; the 25% head (7 steps) is cut to 2, so 2 are placed freely
+    assert state.computes == 4 and state.must == {0, 1}
+
+
+def test_placement_options_for_the_ablation():
+    schedule = StepSchedule(28, frozenset({5}))
+    old = Placement(head_fraction=0.15, force_last_step=True)
+    state = BudgetRule(0.5, num_blocks=6, kept_when_cached=1, placement=old).new_state(schedule)
+    assert state.required == {0, 5, 27} and state.must == {0, 1, 2, 3, 5, 27}
+    state = BudgetRule(0.5, num_blocks=6, kept_when_cached=1).new_state(schedule)
+    assert state.required == {0, 5} and state.must == {0, 1, 2, 3, 4, 5}  # 7 head steps > 11 // 2
 
 
 def test_computed_steps_arithmetic():
@@ -86,28 +95,86 @@ def test_computed_steps_arithmetic():
     assert computed_steps_for_budget(0.5, 10, 4, 4) == 10  # nothing to skip
 
 
-def test_rule_places_computes_exactly_on_toy_diffs():
-    rule = BudgetRule(0.5, num_blocks=6, kept_when_cached=1)
-    state = rule.new_state(StepSchedule(20, frozenset()))
-    # 15% of 20 = 3 head steps (at most half of the 8 computes)
-    assert state.computes == 8 and state.must == {0, 1, 2, 19}
-    computed = []
-    for step in range(20):
+def _place(rule: BudgetRule, state, steps: int, change, grows=lambda moved, since: moved) -> list[int]:
+    """Computed steps when the probe moves by ``change(step)`` per step (relative L1), the change
+    since the last computed step being ``grows(sum of the per-step changes, steps since)``."""
+    computed, moved = [], 0.0
+    for step in range(steps):
         if step == 0:
             rule.on_compute(state, step, torch.ones(1))
             computed.append(step)
             continue
-        may_cache, diff = rule.decide(state, step, [0.1 * (step - state.last_computed), 1.0])
-        assert diff == pytest.approx(0.1 * (step - state.last_computed))
+        moved += change(step)
+        since = step - computed[-1]
+        may_cache, diff = rule.decide(state, step, [grows(moved, since), 1.0])
+        assert diff == pytest.approx(grows(moved, since))
         if may_cache:
             rule.on_cache(state, step, torch.ones(1))
         else:
             rule.on_compute(state, step, torch.ones(1))
             computed.append(step)
-    # uniform change: the 4 free computes spread evenly over steps 3..18, the last step computes
-    assert len(computed) == 8 and computed[:3] == [0, 1, 2] and computed[-1] == 19
-    gaps = [b - a for a, b in zip(computed[2:], computed[3:])]
-    assert max(gaps) - min(gaps) <= 2
+            moved = 0.0
+    return computed
+
+
+def test_rule_places_computes_exactly_on_toy_diffs():
+    rule = BudgetRule(0.5, num_blocks=6, kept_when_cached=1)
+    state = rule.new_state(StepSchedule(20, frozenset()))
+    # 25% of 20 = 5 head steps (at most half of the 8 computes: 4)
+    assert state.computes == 8 and state.must == {0, 1, 2, 3}
+    computed = _place(rule, state, 20, lambda step: 0.125)  # (exact in binary: no ties broken by rounding)
+    # uniform change: the 4 free computes spread over steps 4..19. The even share is taken from
+    # each step on (steps left / computes left), so spending runs slightly ahead of the stride and
+    # the tail is left to the calibrator.
+    assert computed == [0, 1, 2, 3, 7, 11, 14, 17]
+
+
+def test_the_jump_into_step_1_does_not_set_the_pace():
+    # The change into step 1 is 9x the pace that follows (as on the reference model). Left in the
+    # rate, it stretches the first free gap; left out, the gaps are even.
+    change = lambda step: 1.125 if step == 1 else 0.125  # noqa: E731
+    placed = {}
+    for first in (1, 2):
+        rule = BudgetRule(0.5, num_blocks=6, kept_when_cached=1,
+                          placement=Placement(first_paced_step=first))
+        placed[first] = _place(rule, rule.new_state(StepSchedule(20, frozenset())), 20, change)
+    assert placed[2] == [0, 1, 2, 3, 7, 11, 14, 17]
+    assert placed[1][4] > 7, placed[1]  # the first free compute comes late
+
+
+def test_a_change_that_accumulates_slowly_does_not_delay_the_computes():
+    # Over k steps the probe moves sqrt(k) single steps (directions decorrelate, as on medium
+    # FLUX). Paced by the accumulated change the rule falls behind and must compute back to back
+    # at the end; paced by each interval's first step it keeps to the even share.
+    placed = {}
+    for paced_by in ("accumulated", "first_step"):
+        rule = BudgetRule(0.6, num_blocks=6, kept_when_cached=1,
+                          placement=Placement(paced_by=paced_by))
+        state = rule.new_state(StepSchedule(28, frozenset()))
+        placed[paced_by] = _place(rule, state, 28, lambda step: 0.125,
+                                  grows=lambda moved, since: moved / since ** 0.5)
+    assert len(placed["accumulated"]) == len(placed["first_step"]) == 15
+    late = {name: [b - a for a, b in zip(steps[6:], steps[7:])] for name, steps in placed.items()}
+    assert placed["accumulated"][-2:] == [26, 27] and max(late["accumulated"]) == 4
+    assert placed["first_step"][:7] == list(range(7)) and set(late["first_step"]) == {2, 3}
+
+
+def test_an_interval_that_starts_fast_computes_sooner():
+    # The same pace everywhere, except that the interval after step 10 starts 3x faster.
+    rule = BudgetRule(0.6, num_blocks=6, kept_when_cached=1)
+    state = rule.new_state(StepSchedule(28, frozenset()))
+    even = _place(rule, state, 28, lambda step: 0.125)
+    after = next(s for s in even if s >= 10)
+    rule = BudgetRule(0.6, num_blocks=6, kept_when_cached=1)
+    state = rule.new_state(StepSchedule(28, frozenset()))
+    fast = _place(rule, state, 28, lambda step: 0.375 if step == after + 1 else 0.125)
+    assert fast[:even.index(after) + 1] == even[:even.index(after) + 1]
+    assert fast[even.index(after) + 1] == after + 1  # computes right away
+
+
+def test_bad_placement_names_the_value():
+    with pytest.raises(ValueError, match="paced_by must be 'first_step' or 'accumulated', got 'x'"):
+        Placement(paced_by="x")
 
 
 @pytest.mark.parametrize("options,error,message", [

@@ -4,25 +4,68 @@ measured change is largest.
 With ``N`` steps, ``T`` blocks and ``k`` blocks that run even on a cached step (Fn + Bn), a
 generation that computes ``C`` steps keeps ``(C*T + (N-C)*k) / (N*T)`` of the block executions, so
 the budget fixes ``C`` (rounded to the nearest step) before the first step. Steps that must compute
-anyway (warmup, a steps mask, the last step, and a head of the first 15% of the steps, at most half
-of the computes) come out of it; the rest are placed online: a step
-computes when the probe's change since the last computed step exceeds the change expected over an
-even share of the remaining room (``rate * remaining steps / remaining computes``, ``rate`` the
-measured change per step), and the count is enforced exactly (compute when every remaining step
-is needed, cache when nothing is left). No calibration run is needed.
+anyway (step 0, warmup, a steps mask, and a head of the first 25% of the steps, at most half of the
+computes) come out of it. The rest are placed online: a free step caches while the steps since the
+last computed one are fewer than an even share of the remaining room (remaining steps / remaining
+computes), an interval whose first step moved faster than the recent pace getting a shorter share
+(pace / that change). The count is enforced exactly (compute when every remaining step is needed,
+cache when nothing is left). No calibration run is needed.
+
+Each choice was measured on the reference model (3 seeds) and on medium FLUX with FoCa at budgets
+0.3-0.7 (``benchmarks/bench_budget_placement.py``; tables in ``benchmarks/results/``):
+
+- the change into step 1 (the jump away from pure noise, ~9x the pace that follows on the
+  reference model) stays out of the pace: +3.5 to +4.5 dB there at 0.5-0.7 kept;
+- a 25% head, not 15%: +8.6 dB on the reference model at 0.6 kept (+1 at 0.7, 0 below);
+- the last step is free, not forced: a calibrator stands in for it well and the compute is worth
+  more mid-trajectory (+2 to +6.5 dB on the reference model, -1.3 dB at 0.6);
+- steps are counted against the share instead of comparing the accumulated change with
+  ``pace * share``: the change over k steps is often far from k single steps (sublinear on medium
+  FLUX, where the accumulated form fell behind and computed back to back at the end): +0.5 to
+  +4.2 dB on medium FLUX, -2.6 to +0.7 dB on the reference model (both forms beat the best fixed
+  threshold there).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from .base import StepSchedule
 from .threshold import change_parts, parts_ratio
 
-__all__ = ["BudgetRule", "BudgetState", "computed_steps_for_budget"]
+__all__ = ["BudgetRule", "BudgetState", "Placement", "computed_steps_for_budget"]
 
-RATE_SMOOTHING = 0.5  # weight of the newest per-step change in the running rate
-HEAD_FRACTION = 0.15  # the first 15% of the steps compute (measured best on the reference model)
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a budget's computes go. The defaults are the measured best; the other values are
+    kept for the ablation in ``benchmarks/bench_budget_placement.py``.
+
+    Attributes:
+        head_fraction: the first ``head_fraction`` of the steps compute (at most half the computes).
+        first_paced_step: changes measured before this step stay out of the rate (the change into
+            step 1 is the jump from pure noise, not the trajectory's pace).
+        rate_smoothing: weight of the newest per-step change in the running rate.
+        force_last_step: the last step always computes.
+        paced_by: ``"first_step"``: a free step caches while the steps since the last computed one
+            are fewer than an even share of the room, scaled by (recent pace / this interval's
+            first-step change); the pace is the running mean of first-step changes.
+            ``"accumulated"``: it caches while the change since the last computed step is below
+            ``rate * room / computes left``, the rate a running mean of change / steps.
+    """
+
+    head_fraction: float = 0.25
+    first_paced_step: int = 2
+    rate_smoothing: float = 0.5
+    force_last_step: bool = False
+    paced_by: Literal["first_step", "accumulated"] = "first_step"
+
+    def __post_init__(self) -> None:
+        if self.paced_by not in ("first_step", "accumulated"):
+            raise ValueError(f"paced_by must be 'first_step' or 'accumulated', got {self.paced_by!r}")
 
 
 def computed_steps_for_budget(budget: float, num_steps: int, num_blocks: int,
@@ -37,20 +80,24 @@ def computed_steps_for_budget(budget: float, num_steps: int, num_blocks: int,
 class BudgetState:
     """Per-stream: the generation's schedule, computes left, and the measured change rate."""
 
-    def __init__(self, schedule: StepSchedule, computes: int) -> None:
+    def __init__(self, schedule: StepSchedule, computes: int,
+                 placement: Placement = Placement()) -> None:
         self.schedule = schedule
         self.computes = computes
+        self.placement = placement
         steps = schedule.num_steps
-        # Steps that compute whatever the probe says: warmup, mask, the first and the last...
-        self.required = frozenset(s for s in schedule.forced if s < steps) | {0, steps - 1}
+        # Steps that compute whatever the probe says: warmup, mask and the first...
+        required = {s for s in schedule.forced if s < steps} | {0}
+        if placement.force_last_step:
+            required.add(steps - 1)
+        self.required = frozenset(required)
         # ...and a protected head (errors made early travel through every later step), as far
         # as the budget allows.
         must = set(self.required)
         # The head never takes more than half of the computes: with a small budget the rest
         # must still be spread over the trajectory (all computes in the head leave one long
-        # cached run: 14 dB on the reference model at 0.3 kept; a third was 18 dB there but
-        # lost 1-3 dB at 0.4-0.5 kept, where half leaves the 15% head whole).
-        head = min(round(HEAD_FRACTION * steps), max(1, computes // 2))
+        # cached run: 14 dB on the reference model at 0.3 kept; a third lost 1-3 dB at 0.4-0.5).
+        head = min(round(placement.head_fraction * steps), max(1, computes // 2))
         for step in range(max(1, head)):
             if step not in must and len(must) < computes:
                 must.add(step)
@@ -62,16 +109,19 @@ class BudgetState:
         self.last_computed = -1
         self.computed = 0
         self.rate: float | None = None  # relative-L1 change per step
+        self.first_change: float | None = None  # the current interval's first step's change
         self.diff: float | None = None
 
 
 class BudgetRule:
     """Keep ``budget`` of the block executions of every generation of every stream."""
 
-    def __init__(self, budget: float, num_blocks: int, kept_when_cached: int) -> None:
+    def __init__(self, budget: float, num_blocks: int, kept_when_cached: int,
+                 placement: Placement = Placement()) -> None:
         self.budget = budget
         self.num_blocks = num_blocks
         self.kept_when_cached = kept_when_cached
+        self.placement = placement
 
     def new_state(self, schedule: StepSchedule) -> BudgetState:
         steps = schedule.num_steps
@@ -81,12 +131,13 @@ class BudgetRule:
                 f"pipeline (its scheduler says) or pass num_inference_steps= for a custom loop")
         computes = computed_steps_for_budget(self.budget, steps, self.num_blocks,
                                              self.kept_when_cached)
-        state = BudgetState(schedule, computes)
+        state = BudgetState(schedule, computes, self.placement)
         if len(state.required) > computes:
+            last = ", the last step" if self.placement.force_last_step else ""
             raise ValueError(
                 f"compute_budget={self.budget} allows {computes} computed steps of {steps}, but "
-                f"{len(state.required)} must compute (warmup_steps, steps_computation_mask, first "
-                f"and last step): raise the budget or free steps")
+                f"{len(state.required)} must compute (warmup_steps, steps_computation_mask, the "
+                f"first step{last}): raise the budget or free steps")
         return state
 
     def parts(self, state: BudgetState, step: int, probe: torch.Tensor) -> torch.Tensor | None:
@@ -105,8 +156,18 @@ class BudgetRule:
         if left >= room:
             return False, diff
         since = step - state.last_computed
-        rate = state.rate if state.rate is not None else diff / since
-        return diff < rate * room / left, diff
+        if since == 1:
+            state.first_change = diff
+        if state.placement.paced_by == "accumulated":
+            rate = state.rate if state.rate is not None else diff / since
+            return diff < rate * room / left, diff
+        # An even share of the room, shortened when this interval's first step moved faster than
+        # the recent pace (and lengthened when slower). Steps, not the accumulated change, are
+        # counted against it: the change over k steps is often far from k single steps.
+        pace = 1.0
+        if state.rate and state.first_change:
+            pace = state.rate / state.first_change
+        return since < pace * room / left, diff
 
     def on_compute(self, state: BudgetState, step: int, probe: torch.Tensor | None) -> None:
         self._observe(state, step)
@@ -122,8 +183,12 @@ class BudgetRule:
     @staticmethod
     def _observe(state: BudgetState, step: int) -> None:
         """Fold this step's measured change (vs the last computed step) into the rate."""
-        if state.diff is None or state.last_computed < 0:
+        placement = state.placement
+        if state.diff is None or state.last_computed < 0 or step < placement.first_paced_step:
             return
-        per_step = state.diff / (step - state.last_computed)
+        since = step - state.last_computed
+        if placement.paced_by == "first_step" and since != 1:
+            return
+        per_step = state.diff / since
         state.rate = per_step if state.rate is None else (
-            RATE_SMOOTHING * per_step + (1 - RATE_SMOOTHING) * state.rate)
+            placement.rate_smoothing * per_step + (1 - placement.rate_smoothing) * state.rate)
