@@ -145,6 +145,21 @@ def _ours_budget(s: Scale) -> list[dict]:
             for b in budgets for extra in stand_ins]
 
 
+def _ours_probe_free(s: Scale) -> list[dict]:
+    """Fn_compute_blocks=0: no probe block; a budget's even placement or a steps mask decides,
+    so a cached step runs no block at all."""
+    ts1 = {"enable_taylorseer": True, "taylorseer_kwargs": {"n_derivatives": 1}}
+    stand_ins: tuple[dict, ...] = (ts1, {"calibrator": "foca"})
+    if s.dense:
+        stand_ins += ({"enable_taylorseer": True, "taylorseer_kwargs": {"n_derivatives": 2}},
+                      {"calibrator": "hermite"})
+    budgets = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7) if s.dense else (0.2, 0.3, 0.5, 0.7)
+    masks = [_with(_ours(0, 0, 0, STATIC, 0, mask), **extra) for mask in MASKS[1:]
+             for extra in stand_ins] if s.dense else []
+    return [{"Fn_compute_blocks": 0, "Bn_compute_blocks": 0, "compute_budget": b, **extra}
+            for b in budgets for extra in stand_ins] + masks
+
+
 def _ours_rules(s: Scale) -> list[dict]:
     """Accumulated-change and forecast-aware decisions with TaylorSeer order 1."""
     thresholds = s.thresholds[1:] if s.dense else s.thresholds[1::2]
@@ -160,6 +175,7 @@ OURS_FAMILIES: dict[str, Callable[[Scale], list[dict]]] = {
     "FoCa / Hermite": _ours_calibrators,
     "compute budget": _ours_budget,
     "decision rules": _ours_rules,
+    "probe-free (F0)": _ours_probe_free,
 }
 
 
@@ -186,7 +202,8 @@ def ours_grid(model: str, quick: bool = False, lean: bool = False) -> Grid:
                 + [("FoCa / Hermite", _with(_ours(s.fn[0], 0, 4, t), calibrator="foca"))
                    for t in (s.thresholds[1], s.thresholds[3], s.thresholds[4])]
                 + [("compute budget", options) for options in _ours_budget(s)
-                   if options.get("enable_taylorseer") or options.get("calibrator")])
+                   if options.get("enable_taylorseer") or options.get("calibrator")]
+                + [("probe-free (F0)", options) for options in _ours_probe_free(s)])
     if quick:
         return [("DBCache", _ours(1, 0, 2, 0.12)), ("DBCache+TaylorSeer", _ours(1, 0, 2, 0.16, 1)),
                 ("steps mask", _ours(1, 0, 0, STATIC, 0, "fast"))]

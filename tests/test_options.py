@@ -13,7 +13,12 @@ from flux_fixture import make_flux, run
 
 BAD_OPTIONS = [
     (dict(Fn_compute_block=1), ValueError, "Unknown cache option.*Fn_compute_block"),
-    (dict(Fn_compute_blocks=0), ValueError, "Fn_compute_blocks must be >= 1, got 0"),
+    (dict(Fn_compute_blocks=-1), ValueError, "Fn_compute_blocks must be >= 0, got -1"),
+    (dict(Fn_compute_blocks=0), ValueError, "Fn_compute_blocks=0 leaves no probe to decide from"),
+    (dict(Fn_compute_blocks=0, compute_budget=0.5, per_sample_decisions=True), ValueError,
+     "per_sample_decisions=True needs Fn_compute_blocks >= 1"),
+    (dict(Fn_compute_blocks=0, steps_computation_mask="fast", decision_rule="accumulated"),
+     ValueError, "decision_rule='accumulated' needs Fn_compute_blocks >= 1"),
     (dict(Fn_compute_blocks=1.5), TypeError, "Fn_compute_blocks must be an int"),
     (dict(Fn_compute_blocks=True), TypeError, "Fn_compute_blocks must be an int"),
     (dict(Bn_compute_blocks=-1), ValueError, "Bn_compute_blocks must be >= 0, got -1"),

@@ -214,7 +214,10 @@ class CacheController:
         if stream is None:
             stream = self.streams[branch] = self._new_stream()
         stream.stats.steps += 1
-        self.runtime.begin(CallState(stream, tick.step, branch))
+        call = CallState(stream, tick.step, branch)
+        self.runtime.begin(call)
+        if self.plan.probe_free:  # decided from the schedule alone, before any block runs
+            self.runtime.set_mode(self._decide(call, None))
 
     @torch.compiler.disable
     def end_call(self) -> None:
@@ -255,8 +258,9 @@ class CacheController:
 
     # ------------------------------------------------------------------ the decision
     def _decide(self, call: CallState, probe: torch.Tensor | None) -> Mode:
-        """Called by the runtime with the last Fn block's output residual; returns the mode of
-        the rest of the call. One device-to-host read: the rule's parts."""
+        """Called by the runtime with the last Fn block's output residual (with
+        Fn_compute_blocks=0: None, before the first block); returns the mode of the rest of the
+        call. One device-to-host read: the rule's parts."""
         opts = self.options
         stream = call.stream
         call.decided = True
@@ -270,6 +274,9 @@ class CacheController:
         if leader is not None:
             leader_cached, diff = leader
             may_cache = leader_cached and self._buffers_ready(stream)
+        elif self.plan.probe_free:
+            may_cache = (self.rule.decide_without_probe(stream.rule, call.step)
+                         and self._gates_open(call.step, stream))
         elif probe is not None:
             parts = self.rule.parts(stream.rule, call.step, probe)
             if parts is not None:

@@ -190,7 +190,7 @@ class CacheOptions:
     def validate(self) -> None:
         """Check types and ranges that do not depend on the model (block counts come later)."""
         self.cache_type = _parse_cache_type(self.cache_type)
-        _check_int("Fn_compute_blocks", self.Fn_compute_blocks, 1)
+        _check_int("Fn_compute_blocks", self.Fn_compute_blocks, 0)
         _check_int("Bn_compute_blocks", self.Bn_compute_blocks, 0)
         _check_int("warmup_steps", self.warmup_steps, 0)
         _check_int("max_cached_steps", self.max_cached_steps, -1)
@@ -229,6 +229,8 @@ class CacheOptions:
                     raise ValueError(
                         f"compute_budget={budget} sets how many steps are cached; it cannot be "
                         f"combined with {name}={getattr(self, name)!r}")
+        if self.Fn_compute_blocks == 0:
+            self._check_probe_free()
         if self.Bn_compute_blocks_ids is not None:
             for block_id in self.Bn_compute_blocks_ids:
                 _check_int("each Bn_compute_blocks_ids entry", block_id, 0)
@@ -277,6 +279,21 @@ class CacheOptions:
                 f"{steps}; give one 0/1 entry per step"
             )
 
+    def _check_probe_free(self) -> None:
+        """Fn_compute_blocks=0: no block runs on a cached step, so nothing measures the change;
+        the steps must come from a schedule."""
+        if self.compute_budget is None and self.steps_computation_mask is None:
+            raise ValueError(
+                "Fn_compute_blocks=0 leaves no probe to decide from: give steps_computation_mask= "
+                "(the steps it leaves free are cached) or compute_budget= (computes spread "
+                "evenly), or use Fn_compute_blocks >= 1")
+        if self.per_sample_decisions:
+            raise ValueError("per_sample_decisions=True needs Fn_compute_blocks >= 1 (a probe per "
+                             "sample), got Fn_compute_blocks=0")
+        if self.decision_rule != "residual_diff":
+            raise ValueError(f"decision_rule={self.decision_rule!r} needs Fn_compute_blocks >= 1 "
+                             f"(a probe to measure), got Fn_compute_blocks=0")
+
     def fitted_to(self, num_blocks: int, explicit: set[str]) -> "CacheOptions":
         """Options for a chain of ``num_blocks``: defaults (not user-given) Fn/Bn shrink to leave
         at least one block to skip, so the one-line ``enable_cache(pipe)`` works on small models.
@@ -296,7 +313,7 @@ class CacheOptions:
             raise ValueError(
                 f"Fn_compute_blocks ({self.Fn_compute_blocks}) + Bn_compute_blocks "
                 f"({self.Bn_compute_blocks}) exceeds the {num_blocks} transformer blocks of {where}; "
-                f"allowed: Fn >= 1, Bn >= 0, Fn + Bn <= {num_blocks}"
+                f"allowed: Fn >= 0 (0 with a mask or a budget), Bn >= 0, Fn + Bn <= {num_blocks}"
             )
 
     # ------------------------------------------------------------------ derived values

@@ -97,6 +97,8 @@ class ChainPlan:
             for i, (name, seg) in enumerate(block_names)
         ]
         self.num_blocks = total
+        # Fn_compute_blocks=0: no probe; the mode is decided before the first block runs.
+        self.probe_free = fn == 0
         self.middle_segments = tuple(sorted(first_middle))
         self.skippable_back = tuple(p.index for p in self.blocks if p.skippable_back)
         self.has_middle = bool(self.middle_segments)

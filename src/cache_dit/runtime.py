@@ -66,6 +66,11 @@ class Runtime:
         self.call = call
         self.actions = self.plan.actions[Mode.COMPUTE]
 
+    def set_mode(self, mode: Mode) -> None:
+        """The decision for the rest of the current call."""
+        self.call.mode = mode
+        self.actions = self.plan.actions[mode]
+
     def end(self) -> CallState | None:
         call, self.call = self.call, None
         self.actions = self.plan.actions[Mode.OFF]
@@ -115,8 +120,7 @@ class Runtime:
             self._store_middle(call, plan.segment, hidden, encoder)
         if plan.decides:
             probe = _sub(hidden, call.segment_inputs.get(plan.segment))
-            call.mode = self.on_probe(call, probe)
-            self.actions = self.plan.actions[call.mode]
+            self.set_mode(self.on_probe(call, probe))
 
     def _store_middle(self, call: CallState, segment: int, hidden, encoder) -> None:
         if segment not in call.middle_inputs:

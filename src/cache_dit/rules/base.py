@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["DecisionRule", "StepSchedule"]
+__all__ = ["DecisionRule", "ProbeFreeRule", "StepSchedule"]
 
 
 @dataclass(frozen=True)
@@ -46,3 +46,12 @@ class DecisionRule(Protocol):
 
     def on_cache(self, state: Any, step: int, probe: torch.Tensor | None) -> None:
         """The step was cached: update accumulators."""
+
+
+@runtime_checkable
+class ProbeFreeRule(Protocol):
+    """A rule that can also decide with no probe at all (``Fn_compute_blocks=0``): from the step
+    and its own schedule. ``on_compute`` / ``on_cache`` then get ``probe=None``."""
+
+    def decide_without_probe(self, state: Any, step: int) -> bool:
+        """May this step be cached (the controller's gates still apply)?"""

@@ -146,28 +146,36 @@ class BudgetRule:
     def decide(self, state: BudgetState, step: int, values: list[float]) -> tuple[bool, float]:
         diff = parts_ratio(values)
         state.diff = diff
+        return self._may_cache(state, step, diff), diff
+
+    def decide_without_probe(self, state: BudgetState, step: int) -> bool:
+        """Fn_compute_blocks=0: the head, then an even share of the room per compute."""
+        state.diff = None
+        return self._may_cache(state, step, None)
+
+    def _may_cache(self, state: BudgetState, step: int, diff: float | None) -> bool:
         steps = state.schedule.num_steps
         if step in state.must or step >= steps:
-            return False, diff
+            return False
         left = state.computes - state.computed - sum(1 for s in state.must if s > step)
         room = sum(1 for s in range(step, steps) if s not in state.must)  # this one included
         if left <= 0:
-            return True, diff
+            return True
         if left >= room:
-            return False, diff
+            return False
         since = step - state.last_computed
         if since == 1:
             state.first_change = diff
-        if state.placement.paced_by == "accumulated":
+        if diff is not None and state.placement.paced_by == "accumulated":
             rate = state.rate if state.rate is not None else diff / since
-            return diff < rate * room / left, diff
+            return diff < rate * room / left
         # An even share of the room, shortened when this interval's first step moved faster than
         # the recent pace (and lengthened when slower). Steps, not the accumulated change, are
         # counted against it: the change over k steps is often far from k single steps.
         pace = 1.0
         if state.rate and state.first_change:
             pace = state.rate / state.first_change
-        return since < pace * room / left, diff
+        return since < pace * room / left
 
     def on_compute(self, state: BudgetState, step: int, probe: torch.Tensor | None) -> None:
         self._observe(state, step)

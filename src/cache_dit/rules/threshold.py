@@ -74,3 +74,7 @@ class ResidualDiffRule:
 
     def on_cache(self, state: ResidualDiffState, step: int, probe: torch.Tensor | None) -> None:
         pass
+
+    def decide_without_probe(self, state: ResidualDiffState, step: int) -> bool:
+        """With no probe (a steps mask decides), every step the mask leaves free is cached."""
+        return True
