@@ -176,3 +176,23 @@ def test_a_run_replaces_only_its_own_model_and_library_rows(tmp_path):
     assert [(r["model"], r["library"], r["psnr"]) for r in kept] == [
         ("reference", "diffusers", 41.0), ("medium-flux", "ours", 80.0)]
     assert notes == {"medium-flux|ours": ["b"]}
+
+
+def test_budget_placement_ablation_changes_one_field_at_a_time(model):
+    import dataclasses
+
+    import bench_budget_placement as ablation
+
+    placements = list(ablation.PLACEMENTS.values())
+    assert placements[0] == ablation.BEFORE and placements[-1] == ablation.NOW
+    for before, after in zip(placements, placements[1:]):
+        changed = [f.name for f in dataclasses.fields(before)
+                   if getattr(before, f.name) != getattr(after, f.name)]
+        assert len(changed) == 1, changed
+    # the swapped-in placement is the one that decides: the old one forces the last step
+    reference, _, _ = common.timed_run(model, [0])
+    row = ablation.measure(model, [0], reference, dict(ablation.BASE, compute_budget=0.5),
+                           ablation.BEFORE)
+    assert row["pattern"].endswith("C") and row["pattern"].startswith("CCCC")
+    now = ablation.measure(model, [0], reference, dict(ablation.BASE, compute_budget=0.5))
+    assert now["pattern"] != row["pattern"] and math.isfinite(now["psnr"])
