@@ -153,7 +153,10 @@ def _ours_probe_free(s: Scale) -> list[dict]:
     if s.dense:
         stand_ins += ({"enable_taylorseer": True, "taylorseer_kwargs": {"n_derivatives": 2}},
                       {"calibrator": "hermite"})
-    budgets = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7) if s.dense else (0.2, 0.3, 0.5, 0.7)
+    # Dense: also budgets that land just under the table's columns (kept = budget rounded to
+    # whole steps: 0.58 -> 16/28 = 0.571, 0.68 -> 19/28 = 0.679).
+    budgets = ((0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.58, 0.6, 0.65, 0.68, 0.7)
+               if s.dense else (0.2, 0.3, 0.5, 0.7))
     masks = [_with(_ours(0, 0, 0, STATIC, 0, mask), **extra) for mask in MASKS[1:]
              for extra in stand_ins] if s.dense else []
     return [{"Fn_compute_blocks": 0, "Bn_compute_blocks": 0, "compute_budget": b, **extra}

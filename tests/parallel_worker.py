@@ -76,6 +76,12 @@ PER_SAMPLE_SCENARIOS: dict[str, dict] = {
                                    options=dict(Fn_compute_blocks=1, Bn_compute_blocks=1,
                                                 per_sample_decisions=True, compute_budget=0.6)),
 }
+# No probe (Fn_compute_blocks=0): the schedule decides before any block, so no collective at all.
+PROBE_FREE_SCENARIOS: dict[str, dict] = {
+    "flux_probe_free": dict(model="flux", order="cp_first", steps=10,
+                            options=dict(Fn_compute_blocks=0, Bn_compute_blocks=1,
+                                         compute_budget=0.5, calibrator="foca")),
+}
 # Data-parallel serving: no sharding, each rank its own request (seed, step count).
 DATA_PARALLEL = {0: dict(seed=3, steps=9), 1: dict(seed=4, steps=6)}
 DP_OPTS = dict(FLUX_OPTS, residual_diff_threshold=0.32)
@@ -206,14 +212,15 @@ def run_scenario(spec: dict, parallel: dict | None) -> dict:
 
 
 def _spec(name: str) -> dict:
-    return SCENARIOS[name] if name in SCENARIOS else PER_SAMPLE_SCENARIOS[name]
+    return {**SCENARIOS, **PER_SAMPLE_SCENARIOS, **PROBE_FREE_SCENARIOS}[name]
 
 
 def main() -> None:
     rank, world, port, out_dir = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     warnings.filterwarnings("ignore")  # (this process only; the test module imports SCENARIOS)
     logging.getLogger("diffusers").setLevel(logging.ERROR)
-    names = sys.argv[5:] or list(SCENARIOS) + list(PER_SAMPLE_SCENARIOS) + ["data_parallel"]
+    names = sys.argv[5:] or (list(SCENARIOS) + list(PER_SAMPLE_SCENARIOS)
+                             + list(PROBE_FREE_SCENARIOS) + ["data_parallel"])
     parallel = dict(ulysses_degree=world)
     torch.set_num_threads(1)
     results: dict = {"single": {}, "parallel": {}}

@@ -24,7 +24,8 @@ from cache_dit.hooks import BLOCK_HOOK, TRANSFORMER_HOOK, controller_of
 from cache_dit.parallel import ContextParallelSync, arrange_hooks
 
 sys.path.insert(0, os.path.dirname(__file__))
-from parallel_worker import DATA_PARALLEL, PER_SAMPLE_SCENARIOS, SCENARIOS  # noqa: E402
+from parallel_worker import (DATA_PARALLEL, PER_SAMPLE_SCENARIOS, PROBE_FREE_SCENARIOS,  # noqa: E402
+                             SCENARIOS)
 
 WORKER_TIMEOUT_S = 150
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -184,6 +185,18 @@ def test_per_sample_sharded_decisions_differ_per_sample_and_use_summed_parts(ran
                 assert abs(diff - threshold) > 1e-3 * threshold, (step, i, diff)
                 straddles.append((step, i))
     assert straddles, "no step where the ranks alone would have decided a sample differently"
+
+
+@pytest.mark.parametrize("name", sorted(PROBE_FREE_SCENARIOS))
+def test_probe_free_sharded_run_equals_single_process_without_collectives(ranks, name):
+    for result in ranks:
+        single, par = result["single"][name], result["parallel"][name]
+        assert single["streams"]["main"]["cached"], "caches something"
+        assert par["streams"] == single["streams"]
+        assert par["collectives"] == 0 and par["local_parts"] == []
+        torch.testing.assert_close(par["output"], single["output"], rtol=0, atol=1e-5)
+    zero, one = (r["parallel"][name] for r in ranks)
+    assert torch.equal(zero["output"], one["output"])
 
 
 def test_data_parallel_ranks_issue_no_collective(ranks):
