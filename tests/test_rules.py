@@ -115,8 +115,8 @@ def test_bad_calibrator_names_the_allowed_ones():
 def test_presets_are_fresh_valid_options():
     for name in cache_dit.PRESETS:
         options = cache_dit.preset(name)
-        options["warmup_steps"] = 99  # a fresh dict: editing it changes nothing
-        assert cache_dit.PRESETS[name]["warmup_steps"] != 99
+        options["compute_budget"] = 0.99  # a fresh dict: editing it changes nothing
+        assert cache_dit.PRESETS[name]["compute_budget"] != 0.99
         assert cache_dit.CacheOptions.from_kwargs(cache_dit.preset(name)).tag().endswith("_Cfoca")
     with pytest.raises(ValueError, match=r"unknown preset 'turbo'; allowed: \['quality', "
                                          r"'balanced', 'fast'\]"):
