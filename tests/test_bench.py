@@ -24,7 +24,8 @@ def test_config_strings_parse_to_options_and_round_trip_tags():
 @pytest.mark.parametrize("text,message", [
     ("F1B0_X3", "token 'X3' is not understood"),
     ("R0.1", "needs an F<n>B<m> token"),
-    ("F0B0", "Fn_compute_blocks must be >= 1"),
+    ("F0B0", "Fn_compute_blocks=0 leaves no probe to decide from"),
+    ("F-1B0", "token 'F-1B0' is not understood"),
     ("", "must be non-empty"),
 ])
 def test_broken_config_strings_name_the_problem(text, message):

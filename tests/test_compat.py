@@ -281,7 +281,7 @@ def test_loose_1x_keywords_map_to_native_names(flux):
         calibrator_kwargs={"skip_interval_steps": 2})), "calibrator_kwargs=.*skip_interval_steps"),
     (lambda p: dict(parallelism_config=object()), "parallelism_config"),
     (lambda p: dict(attention_backend="sage"), "attention_backend"),
-    (lambda p: dict(cache_config=DBCacheConfig(Fn_compute_blocks=0)), "Fn_compute_blocks must be >= 1"),
+    (lambda p: dict(cache_config=DBCacheConfig(Fn_compute_blocks=0)), "Fn_compute_blocks=0 leaves no probe"),
     (lambda p: dict(cache_config=DBCacheConfig(residual_diff_threshold="x")),
      "residual_diff_threshold must be a number"),
     (lambda p: dict(cache_config={"Fn_compute_blocks": 1}), "expected a cache_dit.DBCacheConfig"),
