@@ -52,7 +52,7 @@ class Placement:
         force_last_step: the last step always computes.
         paced_by: ``"first_step"``: a free step caches while the steps since the last computed one
             are fewer than an even share of the room, scaled by (recent pace / this interval's
-            first-step change); the pace is the running mean of first-step changes.
+            first-step change); the pace is a running (exponential) mean of first-step changes.
             ``"accumulated"``: it caches while the change since the last computed step is below
             ``rate * room / computes left``, the rate a running mean of change / steps.
     """
