@@ -53,11 +53,13 @@ def _spec(grid: grids.Grid, row: dict) -> dict:
     raise LookupError(f"{row['library']} {row['method']} {row['knobs']!r} is not in today's grid")
 
 
-def _fid_of(images: np.ndarray) -> float:
+def _fid_scorer():
+    """FID against the test-set statistics, with one feature network for every call."""
     from cache_dit.metrics import FrechetInceptionDistance
     from cache_dit.reference.fid import fid_against_test_set
 
-    return float(fid_against_test_set(images, FrechetInceptionDistance(progress=False)))
+    network = FrechetInceptionDistance(progress=False)
+    return lambda images: float(fid_against_test_set(images, network))
 
 
 def run_in_process(model, row: dict) -> np.ndarray:
@@ -102,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     started = time.time()
     best = best_rows(OUT / "frontier.csv", args.kept)
     model = common.build_model("reference", args.samples, 28)
-    results = [("uncached", "-", 1.0, float("inf"), _fid_of(model.generate(SEED)))]
+    fid_of = _fid_scorer()
+    results = [("uncached", "-", 1.0, float("inf"), fid_of(model.generate(SEED)))]
     print(f"uncached FID {results[0][-1]:.2f}", flush=True)
     for library, row in sorted(best.items()):
         if library == "cache-dit 1.5.3":
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
                 images = run_cachedit(row, args.samples, Path(tmp))
         else:
             images = run_in_process(model, row)
-        fid = _fid_of(images)
+        fid = fid_of(images)
         results.append((library, f"{row['method']}: {row['knobs']}", float(row["kept"]),
                         float(row["psnr"]), fid))
         print(f"{library} {row['method']} {row['knobs']}: FID {fid:.2f}", flush=True)
