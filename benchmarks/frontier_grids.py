@@ -68,6 +68,8 @@ def _name(options: dict[str, Any]) -> str:
         parts.append(options["calibrator"])
     if options.get("compute_budget") is not None:
         parts.append(f"BUD{options['compute_budget']:g}")
+    if options.get("budget_spacing") is not None:
+        parts.append(f"SP{options['budget_spacing']:g}")
     if options.get("decision_rule", "residual_diff") != "residual_diff":
         parts.append(options["decision_rule"])
     return " ".join(parts)
@@ -146,21 +148,25 @@ def _ours_budget(s: Scale) -> list[dict]:
 
 
 def _ours_probe_free(s: Scale) -> list[dict]:
-    """Fn_compute_blocks=0: no probe block; a budget's even placement or a steps mask decides,
-    so a cached step runs no block at all."""
+    """Fn_compute_blocks=0: no probe block; a budget's layout (``budget_spacing``) or a steps
+    mask decides, so a cached step runs no block at all."""
     ts1 = {"enable_taylorseer": True, "taylorseer_kwargs": {"n_derivatives": 1}}
-    stand_ins: tuple[dict, ...] = (ts1, {"calibrator": "foca"})
+    foca = {"calibrator": "foca"}
+    stand_ins: tuple[dict, ...] = (ts1, foca)
     if s.dense:
         stand_ins += ({"enable_taylorseer": True, "taylorseer_kwargs": {"n_derivatives": 2}},
                       {"calibrator": "hermite"})
-    # Dense: also budgets that land just under the table's columns (kept = budget rounded to
-    # whole steps: 0.58 -> 16/28 = 0.571, 0.68 -> 19/28 = 0.679).
+    # Budgets that land just under the table's columns too (kept = budget rounded to whole
+    # steps: 0.58 -> 16/28 = 0.571, 0.68 -> 19/28 = 0.679; 0.6 and 0.7 land above).
     budgets = ((0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.58, 0.6, 0.65, 0.68, 0.7)
-               if s.dense else (0.2, 0.3, 0.5, 0.7))
+               if s.dense else (0.2, 0.3, 0.4, 0.5, 0.58, 0.68))
     masks = [_with(_ours(0, 0, 0, STATIC, 0, mask), **extra) for mask in MASKS[1:]
              for extra in stand_ins] if s.dense else []
+    spaced = [{"Fn_compute_blocks": 0, "Bn_compute_blocks": 0, "compute_budget": b,
+               "budget_spacing": spacing, **extra} for spacing in (1.0, 2.0) for b in budgets
+              for extra in (ts1, foca)]
     return [{"Fn_compute_blocks": 0, "Bn_compute_blocks": 0, "compute_budget": b, **extra}
-            for b in budgets for extra in stand_ins] + masks
+            for b in budgets for extra in stand_ins] + spaced + masks
 
 
 def _ours_rules(s: Scale) -> list[dict]:

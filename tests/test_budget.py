@@ -9,7 +9,8 @@ import torch
 import cache_dit
 from cache_dit.reference import FashionFluxPipeline
 from cache_dit.rules.base import StepSchedule
-from cache_dit.rules.budget import BudgetRule, Placement, computed_steps_for_budget
+from cache_dit.rules.budget import (BudgetRule, Placement, computed_steps_for_budget,
+                                    probe_free_steps)
 from counting import BlockExecutionCounter, count_linear_calls
 from flux_fixture import BLOCK_LISTS, make_flux, run
 
@@ -175,6 +176,30 @@ def test_an_interval_that_starts_fast_computes_sooner():
 def test_bad_placement_names_the_value():
     with pytest.raises(ValueError, match="paced_by must be 'first_step' or 'accumulated', got 'x'"):
         Placement(paced_by="x")
+    with pytest.raises(ValueError, match=r"budget_spacing must be a number in \[0.5, 4\].*got 0.1"):
+        Placement(spacing=0.1)
+
+
+def test_probe_free_layout_on_toy_step_counts():
+    # 11 of 28 at 1.5: 26 * (i/10)^1.5 = 0, 0.82, 2.33, 4.27, 6.58, 9.19, 12.08, 15.23, 18.6, 22.2, 26
+    assert sorted(probe_free_steps(28, 11)) == [0, 1, 2, 4, 7, 9, 12, 15, 19, 22, 26]
+    assert sorted(probe_free_steps(28, 11, spacing=1.0)) == [0, 3, 5, 8, 10, 13, 16, 18, 21, 23, 26]
+    # rounding collisions are pushed apart: 5 of 8 at 4: 6 * (i/4)^4 = 0, 0.02, 0.38, 1.9, 6
+    assert sorted(probe_free_steps(8, 5, spacing=4.0)) == [0, 1, 2, 3, 6]
+    assert probe_free_steps(8, 8) == frozenset(range(8))
+    assert probe_free_steps(8, 7) == frozenset(range(7))  # only the last step is left out
+    assert probe_free_steps(8, 1) == frozenset({0})
+    assert probe_free_steps(8, 2) == frozenset({0, 6})
+
+
+def test_probe_free_layout_keeps_required_steps_and_the_count():
+    # warmup 0..3 with 6 of 12: placed 0, 0.4->1, 1.6->2, 3.6->4, 6.4->6, 10 (spacing 2); adding
+    # step 3 drops the placed step nearest another compute (4, next to 3)
+    steps = probe_free_steps(12, 6, frozenset(range(4)), spacing=2.0)
+    assert sorted(steps) == [0, 1, 2, 3, 6, 10]
+    # a required last step: the placed step nearest to another compute goes
+    steps = probe_free_steps(12, 4, frozenset({0, 11}), spacing=1.0)
+    assert sorted(steps) == [0, 3, 7, 11]  # placed 0, 3.33->3, 6.67->7, 10; 10 sits next to 11
 
 
 @pytest.mark.parametrize("options,error,message", [

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import cache_dit
+from cache_dit.rules.budget import probe_free_steps
 from cache_dit.tags import format_tag, parse_tag
 from counting import BlockExecutionCounter, count_linear_calls
 from flux_fixture import BLOCK_LISTS, make_flux, run
@@ -78,13 +79,38 @@ def test_a_probe_free_budget_is_exact(flux, budget):
     computed = round(budget * STEPS)  # a cached step keeps nothing: computes = budget x steps
     assert len(item.cached_steps) == STEPS - computed
     assert executed["total"] == computed * counter.num_blocks
-    assert 0 not in item.cached_steps
-    # the head (25% of the steps, at most half of the computes) computes, then even shares
-    head = min(round(0.25 * STEPS), computed // 2)
-    assert not set(range(head)) & set(item.cached_steps)
+    assert 0 not in item.cached_steps and STEPS - 1 in item.cached_steps
+    # laid out before the first step, the default spacing 1.5: gaps never shrink
     computed_steps = [s for s in range(STEPS) if s not in item.cached_steps]
-    gaps = [b - a for a, b in zip(computed_steps[head - 1:], computed_steps[head:])]
-    assert max(gaps) - min(gaps) <= 1, computed_steps
+    assert computed_steps == sorted(probe_free_steps(STEPS, computed, spacing=1.5))
+    gaps = [b - a for a, b in zip(computed_steps, computed_steps[1:])]
+    assert gaps == sorted(gaps), computed_steps
+
+
+def test_budget_spacing_lays_the_computes_out(flux):
+    pipe, counter, _ = flux
+    _, executed, even = _run_counted(pipe, counter, Fn_compute_blocks=0, compute_budget=0.5,
+                                     budget_spacing=1.0)
+    _, _, crowded = _run_counted(pipe, counter, Fn_compute_blocks=0, compute_budget=0.5,
+                                 budget_spacing=2.0)
+    assert executed["total"] == 6 * counter.num_blocks
+    # 6 computes over steps 0..10: even at 0, 2, 4, 6, 8, 10; squared 0, 0.4, 1.6, 3.6, 6.4, 10, rounded and pushed apart
+    assert [s for s in range(STEPS) if s not in even.cached_steps] == [0, 2, 4, 6, 8, 10]
+    assert [s for s in range(STEPS) if s not in crowded.cached_steps] == [0, 1, 2, 4, 6, 10]
+
+
+@pytest.mark.parametrize("spacing", [0.4, 4.5, "1.5", True, float("nan")])
+def test_bad_budget_spacing_is_rejected(spacing):
+    with pytest.raises(ValueError, match=r"budget_spacing must be a number in \[0.5, 4\]"):
+        cache_dit.CacheOptions.from_kwargs(
+            dict(Fn_compute_blocks=0, compute_budget=0.5, budget_spacing=spacing))
+
+
+@pytest.mark.parametrize("options", [dict(Fn_compute_blocks=1, compute_budget=0.5),
+                                     dict(Fn_compute_blocks=0, steps_computation_mask="fast")])
+def test_budget_spacing_needs_a_probe_free_budget(options):
+    with pytest.raises(ValueError, match="budget_spacing=1.2 lays out a probe-free budget"):
+        cache_dit.CacheOptions.from_kwargs(dict(options, budget_spacing=1.2))
 
 
 def test_disable_restores_the_uncached_output(flux):
@@ -96,8 +122,10 @@ def test_disable_restores_the_uncached_output(flux):
     assert torch.equal(out, uncached)
 
 
-def test_probe_free_tags_round_trip():
+@pytest.mark.parametrize("spacing", [None, 1.25])
+def test_probe_free_tags_round_trip(spacing):
     options = cache_dit.CacheOptions.from_kwargs(
-        dict(Fn_compute_blocks=0, compute_budget=0.3, calibrator="foca"))
+        dict(Fn_compute_blocks=0, compute_budget=0.3, calibrator="foca", budget_spacing=spacing))
     tag = format_tag(options)
-    assert "F0B0" in tag and parse_tag(tag) == options
+    assert "F0B0" in tag and ("SP1.25" in tag) == (spacing is not None)
+    assert parse_tag(tag) == options

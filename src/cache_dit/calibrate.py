@@ -25,7 +25,7 @@ from .options import CacheOptions
 
 __all__ = ["calibrate", "save_options", "Calibration", "DEFAULT_CANDIDATES"]
 
-# Probe depth x stand-in: what the budget is spent on.
+# Probe depth x stand-in, and the probe-free layouts: what the budget is spent on.
 DEFAULT_CANDIDATES: tuple[Mapping[str, Any], ...] = (
     {"Fn_compute_blocks": 1},
     {"Fn_compute_blocks": 2},
@@ -33,6 +33,10 @@ DEFAULT_CANDIDATES: tuple[Mapping[str, Any], ...] = (
     {"Fn_compute_blocks": 1, "enable_taylorseer": True, "taylorseer_kwargs": {"n_derivatives": 2}},
     {"Fn_compute_blocks": 1, "Bn_compute_blocks": 1},
     {"Fn_compute_blocks": 1, "calibrator": "foca"},
+    # No probe: how the computes are laid out depends on the model (rules/budget.py).
+    {"Fn_compute_blocks": 0, "Bn_compute_blocks": 0, "calibrator": "foca", "budget_spacing": 1.0},
+    {"Fn_compute_blocks": 0, "Bn_compute_blocks": 0, "calibrator": "foca", "budget_spacing": 1.5},
+    {"Fn_compute_blocks": 0, "Bn_compute_blocks": 0, "calibrator": "foca", "budget_spacing": 2.0},
 )
 
 

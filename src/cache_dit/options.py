@@ -121,7 +121,11 @@ class CacheOptions:
         compute_budget: keep this fraction of the block executions of every generation, in
             (0, 1]; replaces ``residual_diff_threshold`` (steps compute where the measured change
             is largest, see :mod:`cache_dit.rules.budget`). Unless given, ``warmup_steps`` is 0: the
-            budget protects the first 15% of the steps itself.
+            budget protects the first 25% of the steps itself.
+        budget_spacing: with ``Fn_compute_blocks=0`` and a budget, how the computes are laid out:
+            the i-th of C at ``(i/(C-1))**budget_spacing`` of the way to the second-last step.
+            1 spaces them evenly; larger crowds them into the first steps. ``None``: 1.5 (best
+            on the trained reference models; ``cache_dit.calibrate`` tries others).
     """
 
     cache_type: CacheType = DBCache
@@ -145,6 +149,7 @@ class CacheOptions:
     decision_rule: str = "residual_diff"
     calibrator: str | None = None
     compute_budget: float | None = None
+    budget_spacing: float | None = None
     per_sample_decisions: bool = False
 
     def __post_init__(self) -> None:
@@ -231,6 +236,14 @@ class CacheOptions:
                         f"combined with {name}={getattr(self, name)!r}")
         if self.Fn_compute_blocks == 0:
             self._check_probe_free()
+        if self.budget_spacing is not None:
+            spacing = self.budget_spacing
+            if self.compute_budget is None or self.Fn_compute_blocks != 0:
+                raise ValueError(f"budget_spacing={spacing!r} lays out a probe-free budget: it needs "
+                                 f"compute_budget= and Fn_compute_blocks=0")
+            if isinstance(spacing, bool) or not isinstance(spacing, (int, float)) or not 0.5 <= spacing <= 4:
+                raise ValueError(f"budget_spacing must be a number in [0.5, 4] (1: even computes, "
+                                 f"larger: crowded into the first steps), got {spacing!r}")
         if self.Bn_compute_blocks_ids is not None:
             for block_id in self.Bn_compute_blocks_ids:
                 _check_int("each Bn_compute_blocks_ids entry", block_id, 0)
@@ -285,8 +298,8 @@ class CacheOptions:
         if self.compute_budget is None and self.steps_computation_mask is None:
             raise ValueError(
                 "Fn_compute_blocks=0 leaves no probe to decide from: give steps_computation_mask= "
-                "(the steps it leaves free are cached) or compute_budget= (computes spread "
-                "evenly), or use Fn_compute_blocks >= 1")
+                "(the steps it leaves free are cached) or compute_budget= (computes laid out "
+                "by budget_spacing), or use Fn_compute_blocks >= 1")
         if self.per_sample_decisions:
             raise ValueError("per_sample_decisions=True needs Fn_compute_blocks >= 1 (a probe per "
                              "sample), got Fn_compute_blocks=0")

@@ -21,6 +21,7 @@ carry the same tag and any tag parses back to the options that made it (``summar
     CF1            cfg_compute_first=True
     N<n>           num_inference_steps
     BUD<x>         compute_budget
+    SP<x>          budget_spacing
     ACC / FE       decision_rule accumulated / forecast_error
     PS             per_sample_decisions
     C<name>        calibrator (reuse/taylorseer/newton/foca/hermite)
@@ -53,6 +54,8 @@ def format_tag(options: CacheOptions) -> str:
         parts += [f"MC{o.max_cached_steps}", f"R{_num(o.residual_diff_threshold)}"]
     else:  # the budget sets how many steps are cached: no threshold, no cap
         parts.append(f"BUD{_num(o.compute_budget)}")
+    if o.budget_spacing is not None:
+        parts.append(f"SP{_num(o.budget_spacing)}")
     if o.Bn_compute_blocks_ids is not None:
         parts.append("BnIds" + "-".join(str(i) for i in o.Bn_compute_blocks_ids))
     if o.Bn_compute_blocks_ids is not None or (
@@ -115,13 +118,14 @@ _TOKENS: list[tuple[re.Pattern, Callable[[re.Match], dict[str, Any]]]] = [
     (re.compile(r"CF1"), lambda m: {"cfg_compute_first": True}),
     (re.compile(r"N(\d+)"), lambda m: {"num_inference_steps": int(m[1])}),
     (re.compile(r"BUD" + _NUMBER), lambda m: {"compute_budget": float(m[1])}),
+    (re.compile(r"SP" + _NUMBER), lambda m: {"budget_spacing": float(m[1])}),
     (re.compile(r"ACC"), lambda m: {"decision_rule": "accumulated"}),
     (re.compile(r"FE"), lambda m: {"decision_rule": "forecast_error"}),
     (re.compile(r"PS"), lambda m: {"per_sample_decisions": True}),
     (re.compile(r"C(reuse|taylorseer|newton|foca|hermite)"), lambda m: {"calibrator": m[1]}),
 ]
 _TOKEN_HELP = ("F<n>B<m>, W<n>, MC<n>, R<x>, BnIds<i-j>, NR<x>, MCC<n>, M<preset|bits>, "
-               "T<0|1>[E<0|1>]O<m>[H], CFG<0|1>, CFGD0, CF1, N<n>, BUD<x>, ACC, FE, PS, C<calibrator>")
+               "T<0|1>[E<0|1>]O<m>[H], CFG<0|1>, CFGD0, CF1, N<n>, BUD<x>, SP<x>, ACC, FE, PS, C<calibrator>")
 
 
 def tag_options(tag: str) -> dict[str, Any]:

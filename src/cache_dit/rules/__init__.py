@@ -13,7 +13,7 @@ from ..calibrators import make_calibrator
 from ..plan import ChainPlan, Mode
 from .accumulated import AccumulatedChangeRule
 from .base import DecisionRule, StepSchedule
-from .budget import BudgetRule
+from .budget import DEFAULT_SPACING, BudgetRule, Placement
 from .forecast_error import ForecastErrorRule
 from .threshold import ResidualDiffRule
 
@@ -27,8 +27,9 @@ RULES: Mapping[str, Callable[[CacheOptions, ChainPlan], DecisionRule]] = Mapping
     "forecast_error": lambda options, plan: ForecastErrorRule(
         options.residual_diff_threshold,
         lambda: make_calibrator(options.hidden_calibrator, options.taylorseer_order)),
-    "budget": lambda options, plan: BudgetRule(options.compute_budget, plan.num_blocks,
-                                               plan.kept[Mode.CACHE]),
+    "budget": lambda options, plan: BudgetRule(
+        options.compute_budget, plan.num_blocks, plan.kept[Mode.CACHE],
+        Placement(spacing=DEFAULT_SPACING if options.budget_spacing is None else options.budget_spacing)),
 })
 
 

@@ -11,6 +11,15 @@ computes), an interval whose first step moved faster than the recent pace gettin
 (pace / that change). The count is enforced exactly (compute when every remaining step is needed,
 cache when nothing is left). No calibration run is needed.
 
+With no probe (``Fn_compute_blocks=0``) there is nothing to measure, so the computes are laid out
+before the first step (:func:`probe_free_steps`): the ``i``-th of ``C`` sits at
+``(i / (C-1)) ** spacing`` of the way to the second-last step, so computes crowd the first steps
+(the jump from pure noise and the layout, whose errors travel through every later step) and the
+gaps grow towards the end; the last step is left to the calibrator. Measured with FoCa at the
+same computes against an even spacing and diffusers' fixed intervals
+(``benchmarks/results/probe_free_spacing.md``): 1.5 on the two trained reference models; 1.0
+(even) on the random-weight medium FLUX, whose change grows steadily instead.
+
 Each choice was measured on the reference model (3 seeds) and on medium FLUX with FoCa at budgets
 0.3-0.7 (``benchmarks/bench_budget_placement.py``; tables in ``benchmarks/results/``):
 
@@ -36,7 +45,10 @@ import torch
 from .base import StepSchedule
 from .threshold import change_parts, parts_ratio
 
-__all__ = ["BudgetRule", "BudgetState", "Placement", "computed_steps_for_budget"]
+__all__ = ["BudgetRule", "BudgetState", "Placement", "computed_steps_for_budget",
+           "probe_free_steps", "DEFAULT_SPACING"]
+
+DEFAULT_SPACING = 1.5
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,7 @@ class Placement:
             step 1 is the jump from pure noise, not the trajectory's pace).
         rate_smoothing: weight of the newest per-step change in the running rate.
         force_last_step: the last step always computes.
+        spacing: probe-free budgets only: the exponent of :func:`probe_free_steps` (1: even).
         paced_by: ``"first_step"``: a free step caches while the steps since the last computed one
             are fewer than an even share of the room, scaled by (recent pace / this interval's
             first-step change); the pace is a running (exponential) mean of first-step changes.
@@ -62,8 +75,10 @@ class Placement:
     rate_smoothing: float = 0.5
     force_last_step: bool = False
     paced_by: Literal["first_step", "accumulated"] = "first_step"
+    spacing: float = DEFAULT_SPACING
 
     def __post_init__(self) -> None:
+        check_spacing(self.spacing)
         if self.paced_by not in ("first_step", "accumulated"):
             raise ValueError(f"paced_by must be 'first_step' or 'accumulated', got {self.paced_by!r}")
 
@@ -75,6 +90,47 @@ def computed_steps_for_budget(budget: float, num_steps: int, num_blocks: int,
         return num_steps
     exact = num_steps * (budget * num_blocks - kept_when_cached) / (num_blocks - kept_when_cached)
     return min(num_steps, max(1, int(exact + 0.5)))
+
+
+def check_spacing(spacing: object) -> float:
+    """``spacing`` as a float in [0.5, 4], or a ValueError naming the value."""
+    if isinstance(spacing, bool) or not isinstance(spacing, (int, float)) or not 0.5 <= spacing <= 4:
+        raise ValueError(f"budget_spacing must be a number in [0.5, 4] (1: even computes, larger: "
+                         f"crowded into the first steps), got {spacing!r}")
+    return float(spacing)
+
+
+def probe_free_steps(num_steps: int, computes: int, required: frozenset[int] = frozenset({0}),
+                     spacing: float = DEFAULT_SPACING) -> frozenset[int]:
+    """The ``computes`` steps a probe-free budget computes, ``required`` among them.
+
+    The ``i``-th of ``C`` is step ``round(end * (i / (C-1)) ** spacing)`` with ``end`` the
+    second-last step, pushed apart where two round to the same step. Required steps (0, warmup,
+    a mask) are added; for each one added, the placed step nearest another computed step (the
+    later on a tie) is dropped again, so the count stays exact."""
+    if computes >= num_steps:
+        return frozenset(range(num_steps))
+    end = num_steps - 2  # the last step is left to the calibrator
+    placed: list[int] = []
+    for i in range(computes):
+        step = round(end * (i / (computes - 1)) ** spacing) if computes > 1 else 0
+        placed.append(max(step, placed[-1] + 1) if placed else step)
+    for j in range(computes - 1, -1, -1):  # pushed past the end: pull back, keeping the order
+        placed[j] = min(placed[j], end - (computes - 1 - j))
+    chosen = set(placed) | set(required)
+    while len(chosen) > computes:
+        free = [s for s in chosen if s not in required]
+        if not free:
+            break  # more required steps than computes: the caller reports it
+        ordered = sorted(chosen)
+
+        def crowding(step: int) -> tuple[int, int]:
+            at = ordered.index(step)
+            near = [abs(step - ordered[k]) for k in (at - 1, at + 1) if 0 <= k < len(ordered)]
+            return (min(near), -step)
+
+        chosen.remove(min(free, key=crowding))
+    return frozenset(chosen)
 
 
 class BudgetState:
@@ -102,6 +158,7 @@ class BudgetState:
             if step not in must and len(must) < computes:
                 must.add(step)
         self.must = frozenset(must)
+        self.probe_free = probe_free_steps(steps, computes, self.required, placement.spacing)
         self.reset()
 
     def reset(self) -> None:
@@ -149,9 +206,9 @@ class BudgetRule:
         return self._may_cache(state, step, diff), diff
 
     def decide_without_probe(self, state: BudgetState, step: int) -> bool:
-        """Fn_compute_blocks=0: the head, then an even share of the room per compute."""
+        """Fn_compute_blocks=0: cache the steps :func:`probe_free_steps` leaves out."""
         state.diff = None
-        return self._may_cache(state, step, None)
+        return step < state.schedule.num_steps and step not in state.probe_free
 
     def _may_cache(self, state: BudgetState, step: int, diff: float | None) -> bool:
         steps = state.schedule.num_steps
