@@ -122,8 +122,9 @@ class CacheOptions:
             (0, 1]; replaces ``residual_diff_threshold`` (steps compute where the measured change
             is largest, see :mod:`cache_dit.rules.budget`). Unless given, ``warmup_steps`` is 0: the
             budget protects the first 25% of the steps itself.
-        budget_spacing: with ``Fn_compute_blocks=0`` and a budget, how the computes are laid out:
-            the i-th of C at ``(i/(C-1))**budget_spacing`` of the way to the second-last step.
+        budget_spacing: with ``Fn_compute_blocks=0`` and a budget computing at most 60% of the
+            steps, how the computes are laid out: the i-th of C at ``(i/(C-1))**budget_spacing``
+            of the way to the second-last step (above 60%: a head, then even shares).
             1 spaces them evenly; larger crowds them into the first steps. ``None``: 1.5 (best
             on the trained reference models; ``cache_dit.calibrate`` tries others).
     """

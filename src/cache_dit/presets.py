@@ -1,7 +1,7 @@
 """Named configurations chosen from the frontier benchmark (benchmarks/results/frontier/).
 
-Each is the configuration of this project that won kept-compute cells on the trained reference
-model (28 steps, CFG 2.5) and medium FLUX: a compute budget with no probe block
+Each is the configuration of this project that did best at its kept compute on the two trained
+reference models (28 steps, CFG 2.5): a compute budget with no probe block
 (``Fn_compute_blocks=0``) and the FoCa stand-in. A budget makes the name a promise on any model:
 "fast" keeps 30% of the block executions of every generation (rounded to whole steps).
 
@@ -16,13 +16,14 @@ from typing import Any, Mapping
 __all__ = ["PRESETS", "preset"]
 
 PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
-    # reference model: 71% of the block executions kept, 54.6 dB PSNR vs uncached; medium FLUX 83.9
+    # frontier, seed 0: 71% of the block executions kept; PSNR vs uncached: reference model
+    # 54.6 dB, deep reference 55.5, medium FLUX 83.9
     "quality": MappingProxyType(dict(Fn_compute_blocks=0, Bn_compute_blocks=0,
                                      compute_budget=0.7, calibrator="foca")),
-    # 50% kept, 47.7 dB; medium FLUX 78.0 dB
+    # 50% kept: 47.5 / 48.2 / 76.3 dB
     "balanced": MappingProxyType(dict(Fn_compute_blocks=0, Bn_compute_blocks=0,
                                       compute_budget=0.5, calibrator="foca")),
-    # 29% kept, 32.8 dB; medium FLUX 71.9 dB
+    # 29% kept: 34.4 / 38.0 / 75.7 dB
     "fast": MappingProxyType(dict(Fn_compute_blocks=0, Bn_compute_blocks=0,
                                   compute_budget=0.3, calibrator="foca")),
 })

@@ -11,14 +11,17 @@ computes), an interval whose first step moved faster than the recent pace gettin
 (pace / that change). The count is enforced exactly (compute when every remaining step is needed,
 cache when nothing is left). No calibration run is needed.
 
-With no probe (``Fn_compute_blocks=0``) there is nothing to measure, so the computes are laid out
-before the first step (:func:`probe_free_steps`): the ``i``-th of ``C`` sits at
-``(i / (C-1)) ** spacing`` of the way to the second-last step, so computes crowd the first steps
-(the jump from pure noise and the layout, whose errors travel through every later step) and the
-gaps grow towards the end; the last step is left to the calibrator. Measured with FoCa at the
-same computes against an even spacing and diffusers' fixed intervals
-(``benchmarks/results/probe_free_spacing.md``): 1.5 on the two trained reference models; 1.0
-(even) on the random-weight medium FLUX, whose change grows steadily instead.
+With no probe (``Fn_compute_blocks=0``) there is nothing to measure. A budget that computes at most
+60% of the steps lays its computes out before the first step (:func:`probe_free_steps`): the
+``i``-th of ``C`` sits at ``(i / (C-1)) ** spacing`` of the way to the second-last step, so computes
+crowd the first steps (the jump from pure noise and the layout, whose errors travel through every
+later step), the gaps grow towards the end and the last step is left to the calibrator. Above 60%
+the head-and-even-share placement above does better (it runs out of room at the end and computes
+the last steps, where a trained model's output changes fastest again). Measured with FoCa
+(frontier benchmark and ``benchmarks/bench_probe_free_spacing.py``): spacing 1.5 on the two
+trained reference models (11 of 28 steps: 45.3 dB against 39.5 with the head and even shares);
+1.0 (even) on the random-weight medium FLUX, whose change grows steadily instead. Beyond 60% the
+head-and-share placement wins by 2.5-3 dB on both trained models.
 
 Each choice was measured on the reference model (3 seeds) and on medium FLUX with FoCa at budgets
 0.3-0.7 (``benchmarks/bench_budget_placement.py``; tables in ``benchmarks/results/``):
@@ -46,9 +49,10 @@ from .base import StepSchedule
 from .threshold import change_parts, parts_ratio
 
 __all__ = ["BudgetRule", "BudgetState", "Placement", "computed_steps_for_budget",
-           "probe_free_steps", "DEFAULT_SPACING"]
+           "probe_free_steps", "DEFAULT_SPACING", "CROWDED_UP_TO"]
 
 DEFAULT_SPACING = 1.5
+CROWDED_UP_TO = 0.6  # probe-free budgets computing at most this share of the steps are laid out
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,8 @@ class Placement:
             step 1 is the jump from pure noise, not the trajectory's pace).
         rate_smoothing: weight of the newest per-step change in the running rate.
         force_last_step: the last step always computes.
-        spacing: probe-free budgets only: the exponent of :func:`probe_free_steps` (1: even).
+        spacing: probe-free budgets computing at most ``CROWDED_UP_TO`` of the steps: the exponent
+            of :func:`probe_free_steps` (1: even).
         paced_by: ``"first_step"``: a free step caches while the steps since the last computed one
             are fewer than an even share of the room, scaled by (recent pace / this interval's
             first-step change); the pace is a running (exponential) mean of first-step changes.
@@ -158,7 +163,8 @@ class BudgetState:
             if step not in must and len(must) < computes:
                 must.add(step)
         self.must = frozenset(must)
-        self.probe_free = probe_free_steps(steps, computes, self.required, placement.spacing)
+        self.layout = (probe_free_steps(steps, computes, self.required, placement.spacing)
+                       if computes <= CROWDED_UP_TO * steps else None)
         self.reset()
 
     def reset(self) -> None:
@@ -206,9 +212,12 @@ class BudgetRule:
         return self._may_cache(state, step, diff), diff
 
     def decide_without_probe(self, state: BudgetState, step: int) -> bool:
-        """Fn_compute_blocks=0: cache the steps :func:`probe_free_steps` leaves out."""
+        """Fn_compute_blocks=0: cache the steps the layout leaves out (at most 60% computed),
+        else the head, then an even share of the room per compute."""
         state.diff = None
-        return step < state.schedule.num_steps and step not in state.probe_free
+        if state.layout is None:
+            return self._may_cache(state, step, None)
+        return step < state.schedule.num_steps and step not in state.layout
 
     def _may_cache(self, state: BudgetState, step: int, diff: float | None) -> bool:
         steps = state.schedule.num_steps
