@@ -135,6 +135,14 @@ def run_model(name: str, seeds: list[int], log) -> list[str]:
     return lines
 
 
+def write_markdown(path: Path, text: list[str], started: float) -> None:
+    """Close ``text`` with the wall time since ``started``, write it to ``path`` and print it."""
+    text.append(f"Wall time: {time.time() - started:.0f} s.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(text) + "\n")
+    print("\n".join(text))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="reference")
@@ -149,10 +157,7 @@ def main(argv: list[str] | None = None) -> None:
             f"torch {torch.__version__}, 1 thread)", "", __doc__.split("\n\n")[2], ""]
     for name in args.models.split(","):
         text += run_model(name.strip(), args.seeds, lambda line: print(line, flush=True))
-    text.append(f"Wall time: {time.time() - started:.0f} s.")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(text) + "\n")
-    print("\n".join(text))
+    write_markdown(args.out, text, started)
 
 
 if __name__ == "__main__":

@@ -196,3 +196,14 @@ def test_budget_placement_ablation_changes_one_field_at_a_time(model):
     assert row["pattern"].endswith("C") and row["pattern"].startswith("CCCC")
     now = ablation.measure(model, [0], reference, dict(ablation.BASE, compute_budget=0.5))
     assert now["pattern"] != row["pattern"] and math.isfinite(now["psnr"])
+
+
+def test_probe_free_spacing_sweep_lays_out_each_exponent(model):
+    import bench_probe_free_spacing as spacing
+
+    lines = spacing.sweep(model, [0], lambda line: None, (1.0, 2.0), (0.4,), [(4, 2, 5)])
+    text = "\n".join(lines)
+    # 11 of 28 steps: even from step 0 (never step 1), or crowded into the first steps
+    assert "| 1 | 0.4 | `C..C.C..C.C..C..C.C..C.C..C.` |" in text
+    assert "| 2 | 0.4 | `CCCCC.C..C...C...C...C....C.` |" in text
+    assert "| diffusers | " in text and "interval 4, order 2, from 5, 0.393" in text
