@@ -162,9 +162,10 @@ def _ours_probe_free(s: Scale) -> list[dict]:
                if s.dense else (0.2, 0.3, 0.4, 0.5, 0.58, 0.68))
     masks = [_with(_ours(0, 0, 0, STATIC, 0, mask), **extra) for mask in MASKS[1:]
              for extra in stand_ins] if s.dense else []
+    # Other layouts, where one is used (budgets computing at most 60% of the steps).
     spaced = [{"Fn_compute_blocks": 0, "Bn_compute_blocks": 0, "compute_budget": b,
                "budget_spacing": spacing, **extra} for spacing in (1.0, 2.0) for b in budgets
-              for extra in (ts1, foca)]
+              if b < 0.6 for extra in (ts1, foca)]
     return [{"Fn_compute_blocks": 0, "Bn_compute_blocks": 0, "compute_budget": b, **extra}
             for b in budgets for extra in stand_ins] + spaced + masks
 

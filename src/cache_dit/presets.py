@@ -17,7 +17,8 @@ __all__ = ["PRESETS", "preset"]
 
 PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     # frontier, seed 0: 71% of the block executions kept; PSNR vs uncached: reference model
-    # 54.6 dB, deep reference 55.5, medium FLUX 83.9
+    # 54.6 dB, deep reference 55.5, medium FLUX 83.9 (budgets above 60% keep the head and even
+    # shares; below, the computes are crowded early, see cache_dit.rules.budget)
     "quality": MappingProxyType(dict(Fn_compute_blocks=0, Bn_compute_blocks=0,
                                      compute_budget=0.7, calibrator="foca")),
     # 50% kept: 47.5 / 48.2 / 76.3 dB

@@ -21,7 +21,7 @@ the last steps, where a trained model's output changes fastest again). Measured 
 (frontier benchmark and ``benchmarks/bench_probe_free_spacing.py``): spacing 1.5 on the two
 trained reference models (11 of 28 steps: 45.3 dB against 39.5 with the head and even shares);
 1.0 (even) on the random-weight medium FLUX, whose change grows steadily instead. Beyond 60% the
-head-and-share placement wins by 2.5-3 dB on both trained models.
+head-and-share placement wins by 2.4-3.2 dB on both trained models.
 
 Each choice was measured on the reference model (3 seeds) and on medium FLUX with FoCa at budgets
 0.3-0.7 (``benchmarks/bench_budget_placement.py``; tables in ``benchmarks/results/``):
