@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
-__all__ = ["STEPS_MASK_PRESETS", "block_range", "steps_mask"]
+__all__ = ["STEPS_MASK_PRESETS", "block_range", "checked_mask", "steps_mask"]
 
 # Steps-computation presets: (first steps always computed, compute every k-th step after them,
 # last steps always computed). Steps outside the mask still follow the residual-diff threshold.
@@ -15,6 +15,33 @@ STEPS_MASK_PRESETS: Mapping[str, tuple[int, int, int]] = MappingProxyType({
     "fast": (4, 4, 1),
     "ultra": (3, 6, 1),
 })
+
+
+def checked_mask(mask: Any, num_steps: Any = None) -> list[int] | str | None:
+    """A ``steps_computation_mask`` option as given (``None``, a preset name) or as a list of ints,
+    or a ValueError naming the bad value; a list must have ``num_steps`` entries when that is known."""
+    if mask is None:
+        return None
+    if isinstance(mask, str):
+        if mask not in STEPS_MASK_PRESETS:
+            raise ValueError(
+                f"steps_computation_mask preset {mask!r} is unknown; allowed presets: "
+                f"{sorted(STEPS_MASK_PRESETS)} or a 0/1 list per step"
+            )
+        return mask
+    if not isinstance(mask, Sequence) or not all(
+        not isinstance(v, bool) and v in (0, 1) for v in mask
+    ) or len(mask) == 0:
+        raise ValueError(
+            f"steps_computation_mask must be a non-empty list of 0/1 per step or a preset "
+            f"name {sorted(STEPS_MASK_PRESETS)}, got {mask!r}"
+        )
+    if isinstance(num_steps, int) and not isinstance(num_steps, bool) and len(mask) != num_steps:
+        raise ValueError(
+            f"steps_computation_mask has {len(mask)} entries but num_inference_steps is "
+            f"{num_steps}; give one 0/1 entry per step"
+        )
+    return [int(v) for v in mask]
 
 
 def block_range(start: int, end: int, step: int = 1) -> list[int]:

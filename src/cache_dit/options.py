@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from .masks import STEPS_MASK_PRESETS, block_range, steps_mask
+from .masks import STEPS_MASK_PRESETS, block_range, checked_mask, steps_mask
 
 __all__ = [
     "CacheType",
@@ -238,13 +238,12 @@ class CacheOptions:
         if self.Fn_compute_blocks == 0:
             self._check_probe_free()
         if self.budget_spacing is not None:
-            spacing = self.budget_spacing
+            from .rules.budget import check_spacing  # here: the rules package imports this module
+
             if self.compute_budget is None or self.Fn_compute_blocks != 0:
-                raise ValueError(f"budget_spacing={spacing!r} lays out a probe-free budget: it needs "
-                                 f"compute_budget= and Fn_compute_blocks=0")
-            if isinstance(spacing, bool) or not isinstance(spacing, (int, float)) or not 0.5 <= spacing <= 4:
-                raise ValueError(f"budget_spacing must be a number in [0.5, 4] (1: even computes, "
-                                 f"larger: crowded into the first steps), got {spacing!r}")
+                raise ValueError(f"budget_spacing={self.budget_spacing!r} lays out a probe-free "
+                                 f"budget: it needs compute_budget= and Fn_compute_blocks=0")
+            check_spacing(self.budget_spacing)
         if self.Bn_compute_blocks_ids is not None:
             for block_id in self.Bn_compute_blocks_ids:
                 _check_int("each Bn_compute_blocks_ids entry", block_id, 0)
@@ -265,33 +264,8 @@ class CacheOptions:
         if extra:
             raise ValueError(f"Unknown taylorseer_kwargs {extra}; allowed: ['n_derivatives']")
         _check_int("taylorseer_kwargs['n_derivatives']", self.taylorseer_kwargs["n_derivatives"], 1)
-        self._validate_mask()
-
-    def _validate_mask(self) -> None:
-        mask = self.steps_computation_mask
-        if mask is None:
-            return
-        if isinstance(mask, str):
-            if mask not in STEPS_MASK_PRESETS:
-                raise ValueError(
-                    f"steps_computation_mask preset {mask!r} is unknown; allowed presets: "
-                    f"{sorted(STEPS_MASK_PRESETS)} or a 0/1 list per step"
-                )
-            return
-        if not isinstance(mask, Sequence) or not all(
-            not isinstance(v, bool) and v in (0, 1) for v in mask
-        ) or len(mask) == 0:
-            raise ValueError(
-                f"steps_computation_mask must be a non-empty list of 0/1 per step or a preset "
-                f"name {sorted(STEPS_MASK_PRESETS)}, got {mask!r}"
-            )
-        self.steps_computation_mask = [int(v) for v in mask]
-        steps = self.num_inference_steps
-        if isinstance(steps, int) and not isinstance(steps, bool) and len(mask) != steps:
-            raise ValueError(
-                f"steps_computation_mask has {len(mask)} entries but num_inference_steps is "
-                f"{steps}; give one 0/1 entry per step"
-            )
+        self.steps_computation_mask = checked_mask(self.steps_computation_mask,
+                                                   self.num_inference_steps)
 
     def _check_probe_free(self) -> None:
         """Fn_compute_blocks=0: no block runs on a cached step, so nothing measures the change;

@@ -163,6 +163,7 @@ class BudgetState:
             if step not in must and len(must) < computes:
                 must.add(step)
         self.must = frozenset(must)
+        # Without a probe (decide_without_probe), a small budget's computes are laid out now.
         self.layout = (probe_free_steps(steps, computes, self.required, placement.spacing)
                        if computes <= CROWDED_UP_TO * steps else None)
         self.reset()
