@@ -86,9 +86,13 @@ def measure(model: Any, seeds: list[int], reference: list[np.ndarray], options: 
         pattern = _pattern(model.pipe, model.steps)  # of the last seed
     finally:
         cache_dit.disable_cache(model.pipe)
-    psnr = float(np.mean([quality(ref, out, model.output_kind, with_lpips=False)["psnr"]
+    return {"kept": kept, "psnr": mean_psnr(model, reference, outputs), "pattern": pattern}
+
+
+def mean_psnr(model: Any, reference: list[np.ndarray], outputs: list[np.ndarray]) -> float:
+    """PSNR against the uncached output of the same seed, averaged over seeds."""
+    return float(np.mean([quality(ref, out, model.output_kind, with_lpips=False)["psnr"]
                           for ref, out in zip(reference, outputs)]))
-    return {"kept": kept, "psnr": psnr, "pattern": pattern}
 
 
 def run_model(name: str, seeds: list[int], log) -> list[str]:

@@ -21,14 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import frontier_common as common  # noqa: E402
-from bench_budget_placement import measure, write_markdown  # noqa: E402
-
-from cache_dit.bench.runner import quality  # noqa: E402
+from bench_budget_placement import mean_psnr, measure, write_markdown  # noqa: E402
 
 BUDGETS = (0.3, 0.4, 0.5, 0.58)  # 8, 11, 14, 16 of 28 steps (above 60% the spacing is unused)
 SPACINGS = (1.0, 1.25, 1.5, 1.75, 2.0)
@@ -36,20 +33,19 @@ DIFFUSERS = [(n, order, before) for n in (2, 3, 4) for order in (1, 2) for befor
 
 
 def diffusers_row(model, seeds, reference, interval: int, order: int, before: int) -> dict:
-    from diffusers.hooks import TaylorSeerCacheConfig
-    from frontier_diffusers import BLOCK_PATTERNS
+    import frontier_diffusers
 
-    config = TaylorSeerCacheConfig(cache_interval=interval, max_order=order,
-                                   disable_cache_before_step=before,
-                                   taylor_factors_dtype=torch.float32, cache_identifiers=BLOCK_PATTERNS)
-    model.transformer.enable_cache(config)
+    spec = {"kind": "taylorseer", "cache_interval": interval, "max_order": order,
+            "disable_cache_before_step": before}
+    # the calibration seed is only read by MagCache entries
+    [method] = frontier_diffusers.methods(model, [("TaylorSeerCache", spec)], calibration_seed=1000)
+    method.enable()
     try:
         outputs, kept, _ = common.timed_run(model, seeds)
     finally:
-        model.transformer.disable_cache()
-    psnr = float(np.mean([quality(ref, out, model.output_kind, with_lpips=False)["psnr"]
-                          for ref, out in zip(reference, outputs)]))
-    return {"kept": kept, "psnr": psnr, "knobs": f"interval {interval}, order {order}, from {before}"}
+        method.disable()
+    return {"kept": kept, "psnr": mean_psnr(model, reference, outputs),
+            "knobs": f"interval {interval}, order {order}, from {before}"}
 
 
 def run_model(name: str, seeds: list[int], log, spacings: tuple[float, ...] = SPACINGS,
