@@ -24,6 +24,7 @@ from .options import (
 )
 from .patterns import ForwardPattern
 from .presets import PRESETS, preset
+from .step_search import StepSearch, search_steps
 
 __version__ = "0.3.0"
 
@@ -48,6 +49,8 @@ __all__ = [
     "calibrate",
     "Calibration",
     "save_options",
+    "search_steps",
+    "StepSearch",
     # cache-dit 1.x names (cache_dit.compat)
     "DBCacheConfig",
     "BasicCacheConfig",

@@ -86,19 +86,21 @@ class _Replay:
                 self.states.append(None)
 
     def run(self) -> list[np.ndarray]:
-        outputs = []
-        for index, (call, state) in enumerate(zip(self.calls, self.states)):
-            generator = call.get("generator")
-            if state is None:
-                generator = torch.Generator().manual_seed(index)
-            elif isinstance(generator, (list, tuple)):
-                for g, s in zip(generator, state):
-                    g.set_state(s)
-            else:
-                generator.set_state(state)
-            with torch.no_grad():
-                outputs.append(_as_array(self.pipe(**{**call, "generator": generator})))
-        return outputs
+        return [self.run_one(index) for index in range(len(self.calls))]
+
+    def run_one(self, index: int) -> np.ndarray:
+        """Call ``index`` from its recorded random state."""
+        call, state = self.calls[index], self.states[index]
+        generator = call.get("generator")
+        if state is None:
+            generator = torch.Generator().manual_seed(index)
+        elif isinstance(generator, (list, tuple)):
+            for g, s in zip(generator, state):
+                g.set_state(s)
+        else:
+            generator.set_state(state)
+        with torch.no_grad():
+            return _as_array(self.pipe(**{**call, "generator": generator}))
 
 
 def calibrate(

@@ -1,0 +1,179 @@
+"""Search which denoising steps to compute, on the user's own calls.
+
+A probe-free budget places its computes by a formula (:mod:`cache_dit.rules.budget`); the best
+places depend on the model. This search measures them: it scores a few formula layouts with the
+target's compute count (mean PSNR of the calls against their uncached outputs, FoCa standing in
+on every other step), then hill-climbs from the best one, moving one compute at a time by one or
+two steps while that gains more than ``min_gain`` dB:
+
+    found = cache_dit.search_steps(pipe, calls=[dict(prompt="a cat", num_inference_steps=28)],
+                                   target=0.5, save="steps.yaml")
+    cache_dit.enable_cache(pipe, **found.options)  # or **cache_dit.load_options("steps.yaml")
+
+The calls run at most ``len(starts) + passes * 4 * C`` times for ``C`` computes (usually far
+fewer: a pass ends the climb when it finds nothing): a one-off per model and step count, like
+MagCache's calibration. The mask holds for that step count only. Measure it on other calls than
+the ones it was searched on: a few calls can prefer a mask that is only better for them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .api import _session_of, disable_cache, enable_cache
+from .calibrate import _psnr, _Replay, save_options
+from .masks import checked_mask
+from .options import CacheOptions
+from .rules.budget import probe_free_steps
+
+__all__ = ["StepSearch", "search_steps", "DEFAULT_SEARCH_BASE", "MOVES"]
+
+# What a step left out runs: no block at all, FoCa forecasting the whole chain.
+DEFAULT_SEARCH_BASE: Mapping[str, Any] = {
+    "Fn_compute_blocks": 0, "Bn_compute_blocks": 0, "calibrator": "foca",
+}
+MOVES = (-2, -1, 1, 2)  # how far the climb tries to move one compute
+SPACINGS = (1.0, 1.5, 2.0)  # formula layouts scored as starts
+
+
+@dataclass
+class StepSearch:
+    """The mask found, the starts scored and every move the climb kept."""
+
+    base: dict[str, Any]  # the options the mask runs with
+    mask: list[int]
+    psnr: float  # mean PSNR against the uncached calls
+    starts: list[tuple[str, list[int], float]] = field(default_factory=list)  # name, mask, PSNR
+    moves: list[tuple[int, int, float]] = field(default_factory=list)  # from, to, PSNR after
+    runs: int = 0  # cached replays of the calls the search made
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Options for ``enable_cache``: the base with this mask (every other step cached)."""
+        return {**self.base, "warmup_steps": 0, "steps_computation_mask": list(self.mask)}
+
+
+def formula_starts(steps: int, computes: int) -> list[tuple[str, list[int]]]:
+    """The probe-free layouts at ``SPACINGS``, each also with its last compute moved to the last
+    step (trained models' output changes fast again at the end), without duplicates."""
+    starts: list[tuple[str, list[int]]] = []
+    for spacing in SPACINGS:
+        chosen = sorted(probe_free_steps(steps, computes, frozenset({0}), spacing))
+        variants = [(f"spacing {spacing:g}", chosen)]
+        if computes > 1 and chosen[-1] != steps - 1:
+            variants.append((f"spacing {spacing:g}, last step", chosen[:-1] + [steps - 1]))
+        for name, picked in variants:
+            mask = [int(s in picked) for s in range(steps)]
+            if all(mask != other for _, other in starts):
+                starts.append((name, mask))
+    return starts
+
+
+def climb(mask: list[int], psnr: float, quality: Callable[[list[int]], float], passes: int,
+          min_gain: float) -> tuple[list[int], float, list[tuple[int, int, float]]]:
+    """Move one compute at a time by one of ``MOVES`` steps (never step 0, never onto a computed
+    step), keeping the first move of each compute that gains more than ``min_gain`` dB."""
+    mask, moves = list(mask), []
+    for _ in range(passes):
+        before = len(moves)
+        for step in [s for s in range(1, len(mask)) if mask[s]]:
+            for offset in MOVES:
+                to = step + offset
+                if not 1 <= to < len(mask) or mask[to] or not mask[step]:
+                    continue
+                trial = list(mask)
+                trial[step], trial[to] = 0, 1
+                score = quality(trial)
+                if score > psnr + min_gain:
+                    mask, psnr = trial, score
+                    moves.append((step, to, score))
+                    break
+        if len(moves) == before:
+            break
+    return mask, psnr, moves
+
+
+def _reference_and_steps(pipe: Any, replay: _Replay) -> tuple[list[np.ndarray], int]:
+    """The uncached outputs and the calls' common step count (the scheduler's, after each call)."""
+    outputs, counts = [], []
+    for index in range(len(replay.calls)):
+        outputs.append(replay.run_one(index))
+        counts.append(len(pipe.scheduler.timesteps))
+    if len(set(counts)) != 1:
+        raise ValueError(f"search_steps needs calls with one step count (a mask is per step "
+                         f"count), got {counts}")
+    return outputs, counts[0]
+
+
+def search_steps(
+    pipe: Any,
+    calls: Sequence[Mapping[str, Any]],
+    target: float,
+    base: Mapping[str, Any] | None = None,
+    start: Sequence[int] | None = None,
+    passes: int = 3,
+    min_gain: float = 0.05,
+    save: str | os.PathLike | None = None,
+) -> StepSearch:
+    """The steps to compute for ``target`` of the steps, found by a hill-climb on ``calls``.
+
+    Args:
+        pipe: an uncached diffusers pipeline whose ``scheduler`` has ``timesteps``.
+        calls: keyword arguments of one or a few pipeline calls, all with the same step count.
+        target: the fraction of steps to compute, in (0, 1] (rounded to whole steps, at least
+            one: the first step always computes).
+        base: options the mask runs with (default :data:`DEFAULT_SEARCH_BASE`); they must not
+            set ``compute_budget`` or ``steps_computation_mask``, which the search decides.
+        start: a 0/1 mask to climb from instead of the best formula layout (it sets the count).
+        passes: climbing passes at most (each tries every move of every compute once).
+        min_gain: the PSNR gain (dB) a move must bring to be kept.
+        save: write the chosen options as YAML here (read back with ``load_options``).
+
+    The pipeline is left uncached.
+    """
+    if _session_of(pipe) is not None:
+        raise ValueError("search_steps needs an uncached pipeline: call cache_dit.disable_cache first")
+    if not calls or isinstance(calls, Mapping):
+        raise ValueError(f"calls must be a non-empty list of keyword-argument dicts, got {calls!r}")
+    CacheOptions(compute_budget=target)  # validates target, naming it
+    for name, value, low in (("passes", passes, 0), ("min_gain", min_gain, 0.0)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (
+                name == "passes" and not isinstance(value, int)):
+            raise ValueError(f"{name} must be {'an int' if name == 'passes' else 'a number'} "
+                             f">= {low}, got {value!r}")
+    base = dict(DEFAULT_SEARCH_BASE if base is None else base)
+    taken = sorted({"compute_budget", "steps_computation_mask"} & set(base))
+    if taken:
+        raise ValueError(f"base must not set {taken}: search_steps decides which steps compute")
+    replay = _Replay(pipe, calls)
+    reference, steps = _reference_and_steps(pipe, replay)
+    runs = 0
+
+    def quality(trial: list[int]) -> float:
+        nonlocal runs
+        enable_cache(pipe, **base, warmup_steps=0, steps_computation_mask=trial)
+        try:
+            outputs = replay.run()
+        finally:
+            disable_cache(pipe)
+        runs += 1
+        return float(np.mean([_psnr(r, o) for r, o in zip(reference, outputs)]))
+
+    if start is not None:
+        mask = checked_mask(list(start), steps)
+        if not mask[0]:
+            raise ValueError(f"start must compute step 0 (nothing to forecast from), got {start!r}")
+        candidates = [("start", mask)]
+    else:
+        candidates = formula_starts(steps, max(1, round(target * steps)))
+    scored = [(name, mask, quality(mask)) for name, mask in candidates]
+    _, mask, psnr = max(scored, key=lambda item: item[2])
+    mask, psnr, moves = climb(mask, psnr, quality, passes, min_gain)
+    found = StepSearch(base=base, mask=mask, psnr=psnr, starts=scored, moves=moves, runs=runs)
+    if save is not None:
+        save_options(found.options, save)
+    return found

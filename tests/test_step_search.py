@@ -1,0 +1,129 @@
+"""search_steps: formula layouts scored, then a hill-climb over step masks on the user's calls."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import cache_dit
+from cache_dit.calibrate import _psnr, _Replay
+from cache_dit.reference import FashionFluxPipeline
+from cache_dit.step_search import climb, formula_starts
+
+STEPS = 8
+
+
+@pytest.fixture(scope="module")
+def reference():
+    pipe = FashionFluxPipeline.from_reference()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _calls(steps: int = STEPS) -> list[dict]:
+    return [dict(class_labels=[3], num_inference_steps=steps, guidance_scale=2.5, output_type="pt",
+                 generator=torch.Generator().manual_seed(4)),
+            dict(class_labels=[7], num_inference_steps=steps, guidance_scale=2.5, output_type="pt",
+                 generator=torch.Generator().manual_seed(9))]
+
+
+def _measured(pipe, options: dict, calls: list[dict]) -> tuple[float, list[set[int]]]:
+    """Mean PSNR of ``options`` on ``calls`` and the cached steps of each stream."""
+    replay = _Replay(pipe, calls)
+    reference = replay.run()
+    cache_dit.enable_cache(pipe, **options)
+    try:
+        outputs = replay.run()
+        cached = [set(s.cached_steps) for item in cache_dit.summary(pipe) for s in item.streams.values()]
+    finally:
+        cache_dit.disable_cache(pipe)
+    return sum(_psnr(r, o) for r, o in zip(reference, outputs)) / len(calls), cached
+
+
+def _bits(steps: set[int], total: int) -> list[int]:
+    return [int(s in steps) for s in range(total)]
+
+
+def test_formula_starts_are_the_layouts_and_their_last_step_variants():
+    starts = formula_starts(10, 4)
+    # spacing 1: round(8 * i/3) = 0, 3, 5, 8; 1.5: 0, 2, 4, 8 (1.54, 4.35); 2: 0, 1, 4, 8 (0.89, 3.56)
+    assert starts == [("spacing 1", _bits({0, 3, 5, 8}, 10)),
+                      ("spacing 1, last step", _bits({0, 3, 5, 9}, 10)),
+                      ("spacing 1.5", _bits({0, 2, 4, 8}, 10)),
+                      ("spacing 1.5, last step", _bits({0, 2, 4, 9}, 10)),
+                      ("spacing 2", _bits({0, 1, 4, 8}, 10)),
+                      ("spacing 2, last step", _bits({0, 1, 4, 9}, 10))]
+    assert formula_starts(3, 1) == [("spacing 1", [1, 0, 0])]  # one compute: step 0, no variants
+
+
+def test_climb_keeps_the_first_gaining_move_of_each_compute_and_stops_when_none_gains():
+    # a toy score: each compute at an odd step is worth 1 dB, and step 0 is never moved
+    def score(mask):
+        tried.append(list(mask))
+        return float(sum(mask[s] for s in range(1, len(mask), 2)))
+
+    tried = []
+    mask, psnr, moves = climb([1, 0, 1, 0, 1, 0, 0, 0], 0.0, score, passes=3, min_gain=0.5)
+    # step 2: -2 is step 0 (computed), -1 -> step 1 gains; step 4: -2 is step 2 (now free, even:
+    # no gain), -1 -> step 3 gains; the second pass finds no move and ends the climb
+    assert moves == [(2, 1, 1.0), (4, 3, 2.0)] and mask == [1, 1, 0, 1, 0, 0, 0, 0] and psnr == 2.0
+    assert tried[:3] == [[1, 1, 0, 0, 1, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0, 0], [1, 1, 0, 1, 0, 0, 0, 0]]
+    # second pass: step 1 tries 2 (0 is never a target); step 3 tries 2, 4 and 5 (one odd compute
+    # for another: no gain); nothing gained, so no third pass
+    assert tried[3:] == [[1, 0, 1, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0, 0],
+                         [1, 1, 0, 0, 1, 0, 0, 0], [1, 1, 0, 0, 0, 1, 0, 0]]
+    mask, psnr, moves = climb([1, 0, 1, 0, 0], 0.0, score, passes=0, min_gain=0.5)
+    assert moves == [] and mask == [1, 0, 1, 0, 0]
+
+
+def test_search_steps_climbs_from_the_best_start_and_reproduces_its_psnr(reference, tmp_path):
+    path = tmp_path / "steps.yaml"
+    found = cache_dit.search_steps(reference, calls=_calls(), target=0.5, save=path)
+    assert not hasattr(reference, "_cache_dit_session")  # left uncached
+    assert [name for name, _, _ in found.starts] == [name for name, _ in formula_starts(STEPS, 4)]
+    best_start = max(found.starts, key=lambda item: item[2])
+    # every kept move gained more than min_gain over the state before it
+    previous = best_start[2]
+    for _, _, after in found.moves:
+        assert after > previous + 0.05
+        previous = after
+    assert found.psnr == previous and sum(found.mask) == 4 and found.mask[0] == 1
+    assert found.runs >= len(found.starts) + len(found.moves)
+    # the options cache exactly the steps left out and reproduce the measured PSNR
+    psnr, cached = _measured(reference, found.options, _calls())  # fresh generators: same noise
+    left_out = {i for i, v in enumerate(found.mask) if not v}
+    assert len(left_out) == 4 and cached == [left_out] * 2  # both CFG streams
+    assert psnr == pytest.approx(found.psnr, abs=1e-9)
+    assert cache_dit.load_options(path) == found.options
+
+
+def test_a_given_start_is_measured_and_sets_the_count(reference):
+    start = [1, 1, 0, 1, 0, 0, 1, 0]
+    found = cache_dit.search_steps(reference, calls=_calls()[:1], target=0.5, start=start, passes=0)
+    assert found.starts[0][:2] == ("start", start) and found.mask == start and found.runs == 1
+    psnr, cached = _measured(reference, found.options, _calls()[:1])
+    assert cached == [{2, 4, 5, 7}] * 2 and psnr == pytest.approx(found.psnr, abs=1e-9)
+
+
+def test_search_steps_rejects_bad_input(reference):
+    with pytest.raises(ValueError, match=r"compute_budget must be in \(0, 1\].*got 0"):
+        cache_dit.search_steps(reference, calls=_calls(), target=0)
+    with pytest.raises(ValueError, match="non-empty list"):
+        cache_dit.search_steps(reference, calls=[], target=0.5)
+    with pytest.raises(ValueError, match=r"base must not set \['compute_budget'\]"):
+        cache_dit.search_steps(reference, calls=_calls(), target=0.5,
+                               base={"Fn_compute_blocks": 0, "compute_budget": 0.5})
+    with pytest.raises(ValueError, match=r"passes must be an int >= 0, got 1.5"):
+        cache_dit.search_steps(reference, calls=_calls(), target=0.5, passes=1.5)
+    with pytest.raises(ValueError, match=r"min_gain must be a number >= 0.0, got -1"):
+        cache_dit.search_steps(reference, calls=_calls(), target=0.5, min_gain=-1)
+    with pytest.raises(ValueError, match=r"one step count .*got \[8, 6\]"):
+        cache_dit.search_steps(reference, calls=_calls()[:1] + _calls(6)[1:], target=0.5)
+    with pytest.raises(ValueError, match=r"start must compute step 0 .*got \[0, 1"):
+        cache_dit.search_steps(reference, calls=_calls(), target=0.5, start=[0] + [1] * 7)
+    with pytest.raises(ValueError, match="has 3 entries but num_inference_steps is 8"):
+        cache_dit.search_steps(reference, calls=_calls(), target=0.5, start=[1, 1, 1])
+    cache_dit.enable_cache(reference, Fn_compute_blocks=1)
+    with pytest.raises(ValueError, match="needs an uncached pipeline"):
+        cache_dit.search_steps(reference, calls=_calls(), target=0.5)
+    cache_dit.disable_cache(reference)
