@@ -38,6 +38,7 @@ import frontier_grids as grids  # noqa: E402
 import frontier_report as report  # noqa: E402
 
 LIBRARIES = ("ours", "cache-dit", "diffusers")
+FAMILIES = (*grids.OURS_FAMILIES, grids.SEARCHED)
 LABELS = {"ours": "ours", "cache-dit": "cache-dit 1.5.3", "diffusers": "diffusers"}  # CSV names
 DEFAULT_OUT = common.REPO / "benchmarks" / "results" / "frontier"
 PEERS_PYTHON = common.REPO / ".venv-peers" / "bin" / "python"
@@ -135,7 +136,10 @@ def run_model(name: str, args: argparse.Namespace, log: Callable[[str], None]) -
             peers = start_peers(model, samples, args, Path(tmp))
         methods = []
         if "ours" in args.libraries:
-            methods += ours_methods(model, grids.ours_grid(name, args.quick, args.lean))
+            grid = grids.ours_grid(name, args.quick, args.lean)
+            if args.families:
+                grid = [(family, options) for family, options in grid if family in args.families]
+            methods += ours_methods(model, grid)
         if "diffusers" in args.libraries:
             import frontier_diffusers
 
@@ -183,6 +187,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="three points per library, 2 images")
     parser.add_argument("--lean", action="store_true",
                         help="~16 points per library (the knobs that made the front in full sweeps)")
+    parser.add_argument("--families", type=lambda t: _csv_list(t, FAMILIES, "--families"), default=None,
+                        help="run only these families of ours (the CSV keeps ours' other rows)")
     parser.add_argument("--uncached-every", type=int, default=4)
     parser.add_argument("--parallel", action="store_true",
                         help="run the cache-dit 1.5.3 worker alongside the main sweep (2 cores)")
@@ -191,6 +197,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing: rebuild frontier.md and the PNGs from --out's CSV")
     args = parser.parse_args(argv)
+    if args.families and args.libraries != ["ours"]:
+        parser.error(f"--families picks families of ours: use it with --libraries ours, got "
+                     f"--libraries {','.join(args.libraries)}")
     args.models = args.models or (["reference"] if args.quick else ["reference", "medium-flux"])
     for name in ("samples", "steps", "uncached_every"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
@@ -198,13 +207,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _previous(out: Path, models: list[str], libraries: list[str]) -> tuple[list[dict], dict]:
+def _notes_key(name: str, args: argparse.Namespace) -> str:
+    """Notes are kept per model and run; a run of some of ours' families keeps the full run's."""
+    if args.families:
+        return f"{name}|ours families {' + '.join(args.families)}"
+    return f"{name}|{','.join(args.libraries)}"
+
+
+def _previous(out: Path, models: list[str], libraries: list[str],
+              families: list[str] | None = None) -> tuple[list[dict], dict]:
     """Rows and notes of an earlier run into ``out`` that this run does not replace: rows of other
-    models or other libraries, so that one library of one model can be (re)run on its own."""
+    models or other libraries (or of ours' other families, with ``families``), so that one
+    library of one model can be (re)run on its own."""
     labels = {LABELS[lib] for lib in libraries}
     csv_path, notes_path = out / "frontier.csv", out / "frontier_notes.json"
     rows = report.read_csv(csv_path) if csv_path.is_file() else []
-    rows = [r for r in rows if r["model"] not in models or r["library"] not in labels]
+    rows = [r for r in rows if r["model"] not in models or r["library"] not in labels
+            or (families and r["library"] == "ours" and r["method"] not in families)]
     notes = json.loads(notes_path.read_text()) if notes_path.is_file() else {}
     return rows, {key: n for key, n in notes.items()
                   if key.split("|")[0] not in models or not set(key.split("|")[1].split(",")) & set(libraries)}
@@ -216,17 +235,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     torch.set_num_threads(1)
     started = time.time()
     log = lambda line: print(line, flush=True)  # noqa: E731
-    kept_rows, notes = _previous(args.out, [] if args.report_only else args.models, args.libraries)
+    kept_rows, notes = _previous(args.out, [] if args.report_only else args.models, args.libraries,
+                                 args.families)
     rows: list[dict] = []
     if args.report_only:
         for name in dict.fromkeys(r["model"] for r in kept_rows):
             report.plot(kept_rows, name, args.out / f"frontier_{name}.png")
     for name in ([] if args.report_only else args.models):
         try:
-            model_rows, notes[f"{name}|{','.join(args.libraries)}"] = run_model(name, args, log)
+            model_rows, notes[_notes_key(name, args)] = run_model(name, args, log)
         except common.ModelUnavailable as exc:
             log(f"{name}: skipped ({exc})")
-            notes[f"{name}|{','.join(args.libraries)}"] = [f"{name}: skipped ({exc})"]
+            notes[_notes_key(name, args)] = [f"{name}: skipped ({exc})"]
             continue
         rows += model_rows
         # After every model, so that a partial run survives.

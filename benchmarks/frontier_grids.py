@@ -11,7 +11,9 @@ reference models' first-block residual changes by ~0.07-0.13 per step, the mediu
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 Grid = list[tuple[str, dict[str, Any]]]
@@ -58,7 +60,7 @@ def _name(options: dict[str, Any]) -> str:
         parts.append("Rstatic" if threshold >= STATIC else f"R{threshold:g}")
     mask = options.get("mask", options.get("steps_computation_mask"))
     if mask:
-        parts.append(f"M{mask}")
+        parts.append(f"M{mask}" if isinstance(mask, str) else "M" + "".join(map(str, mask)))
     mcc = options.get("mcc", options.get("max_continuous_cached_steps", -1))
     if mcc != -1:
         parts.append(f"MCC{mcc}")
@@ -177,6 +179,22 @@ def _ours_rules(s: Scale) -> list[dict]:
             for rule in ("accumulated", "forecast_error") for t in thresholds]
 
 
+STEP_SEARCH = Path(__file__).resolve().parent / "results" / "step_search"
+SEARCHED = "searched steps (F0)"
+
+
+def ours_searched(model: str, directory: Path = STEP_SEARCH) -> list[dict]:
+    """Masks ``bench_step_search.py`` found on a calibration seed (``<model>.json``), with the
+    options they were searched with; none before that benchmark has run."""
+    path = directory / f"{model}.json"
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text())
+    return [{**data["base"], "warmup_steps": 0,
+             "steps_computation_mask": [1 if ch == "C" else 0 for ch in level["mask"]]}
+            for _, level in sorted(data["levels"].items(), key=lambda item: int(item[0]))]
+
+
 OURS_FAMILIES: dict[str, Callable[[Scale], list[dict]]] = {
     "DBCache": _ours_dbcache,
     "DBCache+TaylorSeer": _ours_taylorseer,
@@ -213,11 +231,13 @@ def ours_grid(model: str, quick: bool = False, lean: bool = False) -> Grid:
                    for t in (s.thresholds[1], s.thresholds[3], s.thresholds[4])]
                 + [("compute budget", options) for options in _ours_budget(s)
                    if options.get("enable_taylorseer") or options.get("calibrator")]
-                + [("probe-free (F0)", options) for options in _ours_probe_free(s)])
+                + [("probe-free (F0)", options) for options in _ours_probe_free(s)]
+                + [(SEARCHED, options) for options in ours_searched(model)])
     if quick:
         return [("DBCache", _ours(1, 0, 2, 0.12)), ("DBCache+TaylorSeer", _ours(1, 0, 2, 0.16, 1)),
                 ("steps mask", _ours(1, 0, 0, STATIC, 0, "fast"))]
-    return [(family, options) for family, make in OURS_FAMILIES.items() for options in make(s)]
+    return ([(family, options) for family, make in OURS_FAMILIES.items() for options in make(s)]
+            + [(SEARCHED, options) for options in ours_searched(model)])
 
 
 # ---------------------------------------------------------------- cache-dit 1.5.3

@@ -7,6 +7,7 @@ Our side and diffusers' hooks always run; the cache-dit 1.5.3 side needs .venv-p
 from __future__ import annotations
 
 import csv
+import json
 import math
 import sys
 from pathlib import Path
@@ -176,6 +177,31 @@ def test_a_run_replaces_only_its_own_model_and_library_rows(tmp_path):
     assert [(r["model"], r["library"], r["psnr"]) for r in kept] == [
         ("reference", "diffusers", 41.0), ("medium-flux", "ours", 80.0)]
     assert notes == {"medium-flux|ours": ["b"]}
+
+
+def test_a_run_of_some_families_keeps_ours_other_rows(tmp_path):
+    rows = [{**_row("ours", 0.5, 40.0), "model": "reference", "method": "probe-free (F0)"},
+            {**_row("ours", 0.5, 42.0), "model": "reference", "method": grids.SEARCHED}]
+    report.write_csv(rows, tmp_path / "frontier.csv")
+    kept, _ = bench_frontier._previous(tmp_path, ["reference"], ["ours"], [grids.SEARCHED])
+    assert [r["method"] for r in kept] == ["probe-free (F0)"]
+    assert bench_frontier.parse_args(["--libraries", "ours", "--families", grids.SEARCHED]).families == [
+        grids.SEARCHED]
+    with pytest.raises(SystemExit):
+        bench_frontier.parse_args(["--libraries", "ours", "--families", "teacache"])
+    with pytest.raises(SystemExit):  # families are ours': other libraries would be re-run whole
+        bench_frontier.parse_args(["--families", grids.SEARCHED])
+
+
+def test_searched_masks_join_the_grid_with_the_options_they_were_searched_with(tmp_path):
+    base = {"Fn_compute_blocks": 0, "Bn_compute_blocks": 0, "calibrator": "foca"}
+    (tmp_path / "reference.json").write_text(json.dumps(
+        {"base": base, "levels": {"4": {"mask": "CC.C.C.."}, "2": {"mask": "C...C..."}}}))
+    options = grids.ours_searched("reference", tmp_path)
+    assert options == [{**base, "warmup_steps": 0, "steps_computation_mask": [1, 0, 0, 0, 1, 0, 0, 0]},
+                       {**base, "warmup_steps": 0, "steps_computation_mask": [1, 1, 0, 1, 0, 1, 0, 0]}]
+    assert grids.knob_string(options[0]) == "F0B0 W0 M10001000 foca"
+    assert grids.ours_searched("medium-flux", tmp_path) == []  # not searched yet: no rows
 
 
 def test_budget_placement_ablation_changes_one_field_at_a_time(model):

@@ -1,0 +1,113 @@
+"""Searched step masks (``cache_dit.search_steps``) against the probe-free budget's formula layout.
+
+    PYTHONPATH=src python benchmarks/bench_step_search.py [--models reference,deep-reference]
+        [--calibration-seed 1000] [--seeds 0] [--computes 8 16] [--out benchmarks/results/step_search]
+
+Per model and compute count: the search (formula layouts scored, then a hill-climb moving one
+compute at a time) runs on a calibration seed that no benchmark evaluates, FoCa standing in on
+every step left out, no probe block. Each mask is written to ``<out>/<model>.json``; the frontier
+benchmark reads them as its "searched steps (F0)" family. Then each is evaluated on ``--seeds``
+beside the probe-free budget at the same compute count (``compute_budget=C/N``: the formula
+layout), PSNR against the uncached output of the same seed (reference models: 10 classes per call,
+CFG 2.5, decoded images; medium FLUX: latents), into ``<out>/step_search.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import frontier_common as common  # noqa: E402
+from bench_budget_placement import measure, write_markdown  # noqa: E402
+
+import cache_dit  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "step_search"
+COMPUTES = (8, 11, 14, 16)  # of 28 steps: kept 0.29 / 0.39 / 0.5 / 0.57, under the table's columns
+
+
+def search_calls(model, seed: int) -> list[dict]:
+    """The pipeline call that ``model.generate(seed)`` makes, as a ``search_steps`` call."""
+    call = {**model.call_kwargs, "num_inference_steps": model.steps}
+    if model.output_kind == "images":
+        return [{**call, "output_type": "np", "generator": torch.Generator("cpu").manual_seed(seed)}]
+    noise = torch.randn(model.latent_shape, generator=torch.Generator("cpu").manual_seed(seed))
+    return [{**call, "output_type": "latent", "latents": noise}]
+
+
+def pattern(mask: list[int]) -> str:
+    return "".join("C" if v else "." for v in mask)
+
+
+def search(model, seed: int, computes: int, log) -> dict:
+    """Run the search for ``computes`` steps on ``seed``; JSON-able."""
+    started = time.process_time()
+    found = cache_dit.search_steps(model.pipe, search_calls(model, seed), target=computes / model.steps)
+    level = {"mask": pattern(found.mask), "calibration_psnr": round(found.psnr, 3), "runs": found.runs,
+             "cpu_s": round(time.process_time() - started, 1),
+             "starts": [[name, pattern(mask), round(psnr, 3)] for name, mask, psnr in found.starts],
+             "moves": [list(move) for move in found.moves]}
+    log(f"  {model.name} C{computes}: {found.runs} runs, {level['cpu_s']} CPU s, "
+        f"{level['calibration_psnr']} dB on the calibration seed")
+    return level
+
+
+def evaluate(model, data: dict, seeds: list[int], log) -> list[str]:
+    """Markdown rows: searched mask vs the formula budget at each searched level."""
+    steps = model.steps
+    reference, _, _ = common.timed_run(model, seeds)
+    rows = []
+    for computes, level in sorted(data["levels"].items(), key=lambda item: int(item[0])):
+        computes = int(computes)
+        mask = [1 if ch == "C" else 0 for ch in level["mask"]]
+        searched = measure(model, seeds, reference,
+                           {**data["base"], "warmup_steps": 0, "steps_computation_mask": mask})
+        formula = measure(model, seeds, reference, {**data["base"], "compute_budget": computes / steps})
+        gain = searched["psnr"] - formula["psnr"]
+        log(f"  {model.name} C{computes}: searched {searched['psnr']:.2f} dB, formula "
+            f"{formula['psnr']:.2f} dB ({gain:+.2f})")
+        rows.append(f"| {model.name} | {computes}/{steps} ({searched['kept']:.3f}) | "
+                    f"{searched['psnr']:.2f} | `{level['mask']}` | {formula['psnr']:.2f} | "
+                    f"`{formula['pattern']}` | {gain:+.2f} | {level['runs']} |")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="reference,deep-reference")
+    parser.add_argument("--calibration-seed", type=int, default=1000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--computes", type=int, nargs="+", default=list(COMPUTES))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    started = time.time()
+    text = ["# Searched step masks vs the formula layout", "",
+            f"Searched on calibration seed {args.calibration_seed}, evaluated on seeds {args.seeds}; "
+            "FoCa, no probe block. PSNR (dB) against the uncached output of the same seed.", "",
+            "| model | computes (kept) | searched | searched mask | formula | formula layout | gain | search runs |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name in args.models.split(","):
+        model = common.build_model(name, 1 if name == "medium-flux" else 10, 28)
+        path = args.out / f"{name}.json"
+        data = json.loads(path.read_text()) if path.exists() else {}
+        if data.get("calibration_seed") != args.calibration_seed:
+            data = {"model": name, "steps": model.steps, "calibration_seed": args.calibration_seed,
+                    "base": dict(cache_dit.step_search.DEFAULT_SEARCH_BASE), "levels": {}}
+        for computes in args.computes:  # a finished level is not searched again
+            if str(computes) not in data["levels"]:
+                data["levels"][str(computes)] = search(model, args.calibration_seed, computes, print)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(data, indent=1) + "\n")
+        text += evaluate(model, data, args.seeds, print)
+    write_markdown(args.out / "step_search.md", text, started)
+
+
+if __name__ == "__main__":
+    main()
