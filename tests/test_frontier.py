@@ -204,6 +204,15 @@ def test_searched_masks_join_the_grid_with_the_options_they_were_searched_with(t
     assert grids.ours_searched("medium-flux", tmp_path) == []  # not searched yet: no rows
 
 
+def test_the_step_search_optimises_the_calls_the_frontier_evaluates(model):
+    import bench_step_search
+    from cache_dit.calibrate import _Replay
+
+    [searched] = _Replay(model.pipe, bench_step_search.search_calls(model, 5)).run()
+    assert np.array_equal(np.clip(searched, 0.0, 1.0), model.generate(5))
+    assert bench_step_search.pattern([1, 0, 1, 1]) == "C.CC"
+
+
 def test_budget_placement_ablation_changes_one_field_at_a_time(model):
     import dataclasses
 
