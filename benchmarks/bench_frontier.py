@@ -148,7 +148,9 @@ def run_model(name: str, args: argparse.Namespace, log: Callable[[str], None]) -
         reference, rows, drift = common.sweep(model, methods, args.seeds, args.uncached_every,
                                               log, strict=False)
         notes = [f"{name}: {samples} samples per call, seeds {args.seeds}"
-                 f"{', lean grid' if args.lean else ''}; uncached runs in the main process drift "
+                 f"{', lean grid' if args.lean else ''}"
+                 f"{'; ours families: ' + ', '.join(args.families) if args.families else ''}; "
+                 f"uncached runs in the main process drift "
                  f"by {drift:g} across the sweep"]
         if "cache-dit" in args.libraries and not args.parallel:
             peers = start_peers(model, samples, args, Path(tmp))
@@ -207,11 +209,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _notes_key(name: str, args: argparse.Namespace) -> str:
-    """Notes are kept per model and run; a run of some of ours' families keeps the full run's."""
-    if args.families:
-        return f"{name}|ours families {' + '.join(args.families)}"
-    return f"{name}|{','.join(args.libraries)}"
+def _notes_key(name: str, libraries: list[str], families: list[str] | None) -> str:
+    """Notes are kept per model and run; a run of some of ours' families has its own key."""
+    if families:
+        return f"{name}|ours families {' + '.join(families)}"
+    return f"{name}|{','.join(libraries)}"
+
+
+def _replaced(key: str, models: list[str], libraries: list[str], families: list[str] | None) -> bool:
+    """Whether this run replaces the notes under ``key``: a run of some families only its own."""
+    model, _, run = key.partition("|")
+    if model not in models:
+        return False
+    if families:
+        return key == _notes_key(model, libraries, families)
+    ran = {"ours"} if run.startswith("ours families ") else set(run.split(","))
+    return bool(ran & set(libraries))
 
 
 def _previous(out: Path, models: list[str], libraries: list[str],
@@ -225,8 +238,7 @@ def _previous(out: Path, models: list[str], libraries: list[str],
     rows = [r for r in rows if r["model"] not in models or r["library"] not in labels
             or (families and r["library"] == "ours" and r["method"] not in families)]
     notes = json.loads(notes_path.read_text()) if notes_path.is_file() else {}
-    return rows, {key: n for key, n in notes.items()
-                  if key.split("|")[0] not in models or not set(key.split("|")[1].split(",")) & set(libraries)}
+    return rows, {key: n for key, n in notes.items() if not _replaced(key, models, libraries, families)}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -243,10 +255,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             report.plot(kept_rows, name, args.out / f"frontier_{name}.png")
     for name in ([] if args.report_only else args.models):
         try:
-            model_rows, notes[_notes_key(name, args)] = run_model(name, args, log)
+            model_rows, notes[_notes_key(name, args.libraries, args.families)] = run_model(name, args, log)
         except common.ModelUnavailable as exc:
             log(f"{name}: skipped ({exc})")
-            notes[_notes_key(name, args)] = [f"{name}: skipped ({exc})"]
+            notes[_notes_key(name, args.libraries, args.families)] = [f"{name}: skipped ({exc})"]
             continue
         rows += model_rows
         # After every model, so that a partial run survives.

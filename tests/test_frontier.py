@@ -183,8 +183,15 @@ def test_a_run_of_some_families_keeps_ours_other_rows(tmp_path):
     rows = [{**_row("ours", 0.5, 40.0), "model": "reference", "method": "probe-free (F0)"},
             {**_row("ours", 0.5, 42.0), "model": "reference", "method": grids.SEARCHED}]
     report.write_csv(rows, tmp_path / "frontier.csv")
-    kept, _ = bench_frontier._previous(tmp_path, ["reference"], ["ours"], [grids.SEARCHED])
+    family_key = f"reference|ours families {grids.SEARCHED}"
+    (tmp_path / "frontier_notes.json").write_text(json.dumps(
+        {"reference|ours,diffusers": ["full"], family_key: ["family"], "medium-flux|ours": ["m"]}))
+    kept, notes = bench_frontier._previous(tmp_path, ["reference"], ["ours"], [grids.SEARCHED])
     assert [r["method"] for r in kept] == ["probe-free (F0)"]
+    assert notes == {"reference|ours,diffusers": ["full"], "medium-flux|ours": ["m"]}
+    # a full run of ours replaces the family's rows and notes too
+    kept, notes = bench_frontier._previous(tmp_path, ["reference"], ["ours"])
+    assert kept == [] and notes == {"medium-flux|ours": ["m"]}
     assert bench_frontier.parse_args(["--libraries", "ours", "--families", grids.SEARCHED]).families == [
         grids.SEARCHED]
     with pytest.raises(SystemExit):
