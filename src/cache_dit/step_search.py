@@ -61,7 +61,8 @@ class StepSearch:
 
 def formula_starts(steps: int, computes: int) -> list[tuple[str, list[int]]]:
     """The probe-free layouts at ``SPACINGS``, each also with its last compute moved to the last
-    step (trained models' output changes fast again at the end), without duplicates."""
+    step (trained models' output changes fast again at the end), without duplicates. Above 60% of
+    the steps a budget places its computes online instead; that placement is not among them."""
     starts: list[tuple[str, list[int]]] = []
     for spacing in SPACINGS:
         chosen = sorted(probe_free_steps(steps, computes, frozenset({0}), spacing))
