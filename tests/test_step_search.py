@@ -113,10 +113,14 @@ def test_search_steps_rejects_bad_input(reference):
     with pytest.raises(ValueError, match=r"base must not set \['compute_budget'\]"):
         cache_dit.search_steps(reference, calls=_calls(), target=0.5,
                                base={"Fn_compute_blocks": 0, "compute_budget": 0.5})
-    with pytest.raises(ValueError, match=r"passes must be an int >= 0, got 1.5"):
+    with pytest.raises(TypeError, match=r"passes must be an int >= 0, got 1.5"):
         cache_dit.search_steps(reference, calls=_calls(), target=0.5, passes=1.5)
-    with pytest.raises(ValueError, match=r"min_gain must be a number >= 0.0, got -1"):
+    with pytest.raises(ValueError, match=r"passes must be >= 0, got -1"):
+        cache_dit.search_steps(reference, calls=_calls(), target=0.5, passes=-1)
+    with pytest.raises(ValueError, match=r"min_gain must be a finite number >= 0, got -1"):
         cache_dit.search_steps(reference, calls=_calls(), target=0.5, min_gain=-1)
+    with pytest.raises(ValueError, match=r"min_gain must be a finite number >= 0, got nan"):
+        cache_dit.search_steps(reference, calls=_calls(), target=0.5, min_gain=float("nan"))
     with pytest.raises(ValueError, match=r"one step count .*got \[8, 6\]"):
         cache_dit.search_steps(reference, calls=_calls()[:1] + _calls(6)[1:], target=0.5)
     with pytest.raises(ValueError, match=r"start must compute step 0 .*got \[0, 1"):

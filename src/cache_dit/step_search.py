@@ -29,7 +29,7 @@ import numpy as np
 from .api import _session_of, disable_cache, enable_cache
 from .calibrate import _psnr, _Replay, save_options
 from .masks import checked_mask
-from .options import CacheOptions
+from .options import CacheOptions, _check_float, _check_int
 from .rules.budget import probe_free_steps
 
 __all__ = ["StepSearch", "search_steps", "DEFAULT_SEARCH_BASE", "MOVES"]
@@ -86,7 +86,7 @@ def climb(mask: list[int], psnr: float, quality: Callable[[list[int]], float], p
         for step in [s for s in range(1, len(mask)) if mask[s]]:
             for offset in MOVES:
                 to = step + offset
-                if not 1 <= to < len(mask) or mask[to] or not mask[step]:
+                if not 1 <= to < len(mask) or mask[to]:
                     continue
                 trial = list(mask)
                 trial[step], trial[to] = 0, 1
@@ -143,11 +143,8 @@ def search_steps(
     if not calls or isinstance(calls, Mapping):
         raise ValueError(f"calls must be a non-empty list of keyword-argument dicts, got {calls!r}")
     CacheOptions(compute_budget=target)  # validates target, naming it
-    for name, value, low in (("passes", passes, 0), ("min_gain", min_gain, 0.0)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (
-                name == "passes" and not isinstance(value, int)):
-            raise ValueError(f"{name} must be {'an int' if name == 'passes' else 'a number'} "
-                             f">= {low}, got {value!r}")
+    _check_int("passes", passes, 0)
+    _check_float("min_gain", min_gain)
     base = dict(DEFAULT_SEARCH_BASE if base is None else base)
     taken = sorted({"compute_budget", "steps_computation_mask"} & set(base))
     if taken:
