@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import frontier_common as common  # noqa: E402
+import frontier_grids as grids  # noqa: E402
 from bench_budget_placement import measure, write_markdown  # noqa: E402
 
 import cache_dit  # noqa: E402
@@ -45,18 +46,14 @@ def search_calls(model, seed: int) -> list[dict]:
     return [{**call, "output_type": "latent", "latents": noise}]
 
 
-def pattern(mask: list[int]) -> str:
-    return "".join("C" if v else "." for v in mask)
-
-
 def search(model, seeds: list[int], computes: int, log) -> dict:
     """Run the search for ``computes`` steps on one call per seed; JSON-able."""
     started = time.process_time()
     calls = [call for seed in seeds for call in search_calls(model, seed)]
     found = cache_dit.search_steps(model.pipe, calls, target=computes / model.steps)
-    level = {"mask": pattern(found.mask), "calibration_psnr": round(found.psnr, 3), "runs": found.runs,
+    level = {"mask": grids.pattern_of(found.mask), "calibration_psnr": round(found.psnr, 3), "runs": found.runs,
              "cpu_s": round(time.process_time() - started, 1),
-             "starts": [[name, pattern(mask), round(psnr, 3)] for name, mask, psnr in found.starts],
+             "starts": [[name, grids.pattern_of(mask), round(psnr, 3)] for name, mask, psnr in found.starts],
              "moves": [list(move) for move in found.moves]}
     log(f"  {model.name} C{computes}: {found.runs} runs, {level['cpu_s']} CPU s, "
         f"{level['calibration_psnr']} dB on the calibration seeds")
@@ -70,9 +67,7 @@ def evaluate(model, data: dict, seeds: list[int], log) -> list[str]:
     rows = []
     for computes, level in sorted(data["levels"].items(), key=lambda item: int(item[0])):
         computes = int(computes)
-        mask = [1 if ch == "C" else 0 for ch in level["mask"]]
-        searched = measure(model, seeds, reference,
-                           {**data["base"], "warmup_steps": 0, "steps_computation_mask": mask})
+        searched = measure(model, seeds, reference, grids.searched_options(data["base"], level["mask"]))
         formula = measure(model, seeds, reference, {**data["base"], "compute_budget": computes / steps})
         gain = searched["psnr"] - formula["psnr"]
         log(f"  {model.name} C{computes}: searched {searched['psnr']:.2f} dB, formula "

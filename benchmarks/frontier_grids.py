@@ -183,15 +183,24 @@ STEP_SEARCH = Path(__file__).resolve().parent / "results" / "step_search"
 SEARCHED = "searched steps (F0)"
 
 
+def pattern_of(mask: list[int]) -> str:
+    """A 0/1 step mask as the ``C.`` pattern the step-search files store (C = computed)."""
+    return "".join("C" if v else "." for v in mask)
+
+
+def searched_options(base: dict[str, Any], pattern: str) -> dict[str, Any]:
+    """``enable_cache`` options of a stored searched mask: its base with the mask deciding."""
+    return {**base, "warmup_steps": 0, "steps_computation_mask": [int(ch == "C") for ch in pattern]}
+
+
 def ours_searched(model: str, directory: Path = STEP_SEARCH) -> list[dict]:
-    """Masks ``bench_step_search.py`` found on a calibration seed (``<model>.json``), with the
+    """Masks ``bench_step_search.py`` found on calibration seeds (``<model>.json``), with the
     options they were searched with; none before that benchmark has run."""
     path = directory / f"{model}.json"
     if not path.is_file():
         return []
     data = json.loads(path.read_text())
-    return [{**data["base"], "warmup_steps": 0,
-             "steps_computation_mask": [1 if ch == "C" else 0 for ch in level["mask"]]}
+    return [searched_options(data["base"], level["mask"])
             for _, level in sorted(data["levels"].items(), key=lambda item: int(item[0]))]
 
 

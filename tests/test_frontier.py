@@ -217,7 +217,9 @@ def test_the_step_search_optimises_the_calls_the_frontier_evaluates(model):
 
     [searched] = _Replay(model.pipe, bench_step_search.search_calls(model, 5)).run()
     assert np.array_equal(np.clip(searched, 0.0, 1.0), model.generate(5))
-    assert bench_step_search.pattern([1, 0, 1, 1]) == "C.CC"
+    assert grids.pattern_of([1, 0, 1, 1]) == "C.CC"
+    assert grids.searched_options({"calibrator": "foca"}, "C.CC") == {
+        "calibrator": "foca", "warmup_steps": 0, "steps_computation_mask": [1, 0, 1, 1]}
 
 
 def test_budget_placement_ablation_changes_one_field_at_a_time(model):
