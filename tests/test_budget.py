@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import cache_dit
-from cache_dit.reference import FashionFluxPipeline
 from cache_dit.rules.base import StepSchedule
 from cache_dit.rules.budget import (BudgetRule, Placement, computed_steps_for_budget,
                                     probe_free_steps)
@@ -18,10 +17,8 @@ TOLERANCE = 0.03
 
 
 @pytest.fixture(scope="module")
-def reference():
-    pipe = FashionFluxPipeline.from_reference()
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+def reference(offline_reference):
+    return offline_reference()
 
 
 def _generate(pipe, label: int, seed: int, steps: int, guidance: float) -> torch.Tensor:

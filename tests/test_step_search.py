@@ -7,17 +7,14 @@ import torch
 
 import cache_dit
 from cache_dit.calibrate import _psnr, _Replay
-from cache_dit.reference import FashionFluxPipeline
 from cache_dit.step_search import climb, formula_starts
 
 STEPS = 8
 
 
 @pytest.fixture(scope="module")
-def reference():
-    pipe = FashionFluxPipeline.from_reference()
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+def reference(offline_reference):
+    return offline_reference()
 
 
 def _calls(steps: int = STEPS) -> list[dict]:
