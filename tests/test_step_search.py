@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -100,6 +101,16 @@ def test_a_given_start_is_measured_and_sets_the_count(reference):
     assert found.starts[0][:2] == ("start", start) and found.mask == start and found.runs == 1
     psnr, cached = _measured(reference, found.options, _calls()[:1])
     assert cached == [{2, 4, 5, 7}] * 2 and psnr == pytest.approx(found.psnr, abs=1e-9)
+
+
+def test_a_replay_leaves_the_callers_generators_as_given(reference):
+    calls = _calls()[:1]
+    given = calls[0]["generator"].get_state()
+    replay = _Replay(reference, calls)
+    first = replay.run_one(0)
+    assert torch.equal(calls[0]["generator"].get_state(), given)
+    # a second replay built on the same calls (a later search) sees the same noise
+    assert np.array_equal(_Replay(reference, calls).run_one(0), first)
 
 
 def test_search_steps_rejects_bad_input(reference):

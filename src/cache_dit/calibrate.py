@@ -89,18 +89,28 @@ class _Replay:
         return [self.run_one(index) for index in range(len(self.calls))]
 
     def run_one(self, index: int) -> np.ndarray:
-        """Call ``index`` from its recorded random state."""
+        """Call ``index`` from its recorded random state, and leave its generator in that state
+        (the user's calls stay as given: a second search on them sees the same noise)."""
         call, state = self.calls[index], self.states[index]
         generator = call.get("generator")
         if state is None:
             generator = torch.Generator().manual_seed(index)
-        elif isinstance(generator, (list, tuple)):
+        self._set_state(generator, state)
+        try:
+            with torch.no_grad():
+                return _as_array(self.pipe(**{**call, "generator": generator}))
+        finally:
+            self._set_state(generator, state)
+
+    @staticmethod
+    def _set_state(generator: Any, state: Any) -> None:
+        if state is None:
+            return
+        if isinstance(generator, (list, tuple)):
             for g, s in zip(generator, state):
                 g.set_state(s)
         else:
             generator.set_state(state)
-        with torch.no_grad():
-            return _as_array(self.pipe(**{**call, "generator": generator}))
 
 
 def calibrate(
