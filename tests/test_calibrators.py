@@ -270,3 +270,32 @@ def test_why_todays_taylorseer_lost_on_the_reference_model(reference_pipe):
         result.uncached_residuals[i][b], patterns[i][b], make)] for name, make in variants.items()}
     mean = {name: sum(e) / len(e) for name, e in error.items()}
     assert mean["cache_dit"] < 0.75 * mean["today"], mean
+
+
+def test_damping_scales_the_forecast_change_and_leaves_the_inner_recursion_alone():
+    from cache_dit.calibrators import DampedCalibrator, damped
+
+    # FoCa, per-step slopes from step 0, on 0, 1, 4 at steps 0, 1, 2: anchor 4, anchor slope 3
+    points = {0: 0.0, 1: 1.0, 2: 4.0}
+    plain = feed(FoCaCalibrator(horizon=None, per_step_slopes=True), points)
+    inner = FoCaCalibrator(horizon=None, per_step_slopes=True)
+    calibrator = feed(DampedCalibrator(inner, 0.5), points)
+    assert calibrator.ready and calibrator.inner is inner
+    # step 3: 4 + (1/2)(3 + 3) = 7, damped 4 + 0.5 * 3 = 5.5; step 4 recurses on the undamped 7:
+    # window (3, 7), (2, 4): local slope 3, 4 + (2/2)(3 + 3) = 10, damped 4 + 0.5 * 6 = 7
+    assert plain.approximate(3).item() == 7.0 and calibrator.approximate(3).item() == 5.5
+    assert plain.approximate(4).item() == 10.0 and calibrator.approximate(4).item() == 7.0
+    calibrator.update(5, t(9.0))  # a new computed step is the new anchor
+    assert calibrator.anchor.item() == 9.0
+    calibrator.reset()
+    assert not calibrator.ready and calibrator.anchor is None and not inner.ready
+    reuse = ReuseCalibrator()
+    assert damped(reuse, 1) is reuse and damped(reuse, 1.0) is reuse
+    assert isinstance(damped(reuse, 0.9), DampedCalibrator)
+    assert repr(DampedCalibrator(ReuseCalibrator(), 0.9)).endswith("damping=0.9)")
+    for bad, error in ((0, ValueError), (1.5, ValueError), (float("nan"), ValueError),
+                       ("0.9", TypeError), (True, TypeError)):
+        with pytest.raises(error, match="DampedCalibrator damping must be"):
+            DampedCalibrator(ReuseCalibrator(), bad)
+    with pytest.raises(RuntimeError, match="before any update"):
+        DampedCalibrator(ReuseCalibrator(), 0.5).approximate(1)

@@ -45,6 +45,10 @@ BAD_OPTIONS = [
     (dict(steps_computation_mask="turbo"), ValueError, "preset 'turbo' is unknown"),
     (dict(steps_computation_mask=[1, 2]), ValueError, "0/1 per step"),
     (dict(num_inference_steps=0), ValueError, "num_inference_steps must be >= 1"),
+    (dict(calibrator_damping=0), ValueError, r"calibrator_damping must be in \(0, 1\].*got 0"),
+    (dict(calibrator_damping=1.2), ValueError, r"calibrator_damping must be in \(0, 1\].*got 1.2"),
+    (dict(calibrator_damping=float("nan")), ValueError, "calibrator_damping must be in .*got nan"),
+    (dict(calibrator_damping="0.9"), TypeError, "calibrator_damping must be a number in"),
 ]
 
 

@@ -48,6 +48,7 @@ def valid_options(draw) -> CacheOptions:
         cfg_diff_compute_separate=per_sample or draw(st.booleans()),
         per_sample_decisions=per_sample,
         calibrator=draw(st.sampled_from([None, "reuse", "taylorseer", "newton", "foca", "hermite"])),
+        calibrator_damping=draw(st.sampled_from([1.0, 0.9, 0.85, 0.5, 1e-3])),
         num_inference_steps=steps,
     )
 

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .calibrators import make_calibrator
+from .calibrators import damped, make_calibrator
 from .clock import GenerationClock
 from .hooks import (BLOCK_HOOK, TRANSFORMER_HOOK, BlockHook, TransformerHook,
                     invalidate_registry_cache, rebuild_registry, register, unregister)
@@ -174,9 +174,10 @@ class CacheController:
         opts = self.options
         order = opts.taylorseer_order
         hidden, encoder = opts.hidden_calibrator, opts.encoder_calibrator
+        share = opts.calibrator_damping
         return StreamState(self.rule.new_state(self._schedule),
-                           lambda: make_calibrator(hidden, order),
-                           lambda: make_calibrator(encoder, order))
+                           lambda: damped(make_calibrator(hidden, order), share),
+                           lambda: damped(make_calibrator(encoder, order), share))
 
     # ------------------------------------------------------------------ per call
     @torch.compiler.disable

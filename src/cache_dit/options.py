@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from .calibrators.damped import check_damping
 from .masks import STEPS_MASK_PRESETS, block_range, checked_mask, steps_mask
 
 __all__ = [
@@ -115,6 +116,9 @@ class CacheOptions:
             encoder stream when ``enable_encoder_taylorseer``): ``"reuse"``, ``"taylorseer"``,
             ``"newton"``, ``"foca"``, ``"hermite"`` (see :mod:`cache_dit.calibrators`). ``None``:
             ``"taylorseer"`` where TaylorSeer is enabled, else ``"reuse"`` (the spec's behaviour).
+        calibrator_damping: in (0, 1]; what stands in on a cached step is the last computed
+            feature plus this share of the calibrator's forecast change (1: the forecast as is;
+            long runs of cached steps overshoot, see :mod:`cache_dit.calibrators.damped`).
         per_sample_decisions: each sample of a batch decides from its own probe and keeps its
             own buffers; the middle blocks run on the sub-batch of samples that compute
             (Bn blocks of ``Bn_compute_blocks_ids`` then always run).
@@ -149,6 +153,7 @@ class CacheOptions:
     num_inference_steps: int | None = None
     decision_rule: str = "residual_diff"
     calibrator: str | None = None
+    calibrator_damping: float = 1.0
     compute_budget: float | None = None
     budget_spacing: float | None = None
     per_sample_decisions: bool = False
@@ -218,6 +223,7 @@ class CacheOptions:
         if self.calibrator is not None and self.calibrator not in CALIBRATOR_NAMES:
             raise ValueError(
                 f"calibrator must be one of {CALIBRATOR_NAMES} or None, got {self.calibrator!r}")
+        check_damping("calibrator_damping", self.calibrator_damping)
         if self.decision_rule not in DECISION_RULES:
             raise ValueError(
                 f"decision_rule must be one of {DECISION_RULES}, got {self.decision_rule!r}")

@@ -25,6 +25,7 @@ carry the same tag and any tag parses back to the options that made it (``summar
     ACC / FE       decision_rule accumulated / forecast_error
     PS             per_sample_decisions
     C<name>        calibrator (reuse/taylorseer/newton/foca/hermite)
+    D<x>           calibrator_damping
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def format_tag(options: CacheOptions) -> str:
         parts.append("PS")
     if o.calibrator is not None:
         parts.append(f"C{o.calibrator}")
+    if o.calibrator_damping != d.calibrator_damping:
+        parts.append(f"D{_num(o.calibrator_damping)}")
     return "_".join(parts)
 
 
@@ -123,9 +126,10 @@ _TOKENS: list[tuple[re.Pattern, Callable[[re.Match], dict[str, Any]]]] = [
     (re.compile(r"FE"), lambda m: {"decision_rule": "forecast_error"}),
     (re.compile(r"PS"), lambda m: {"per_sample_decisions": True}),
     (re.compile(r"C(reuse|taylorseer|newton|foca|hermite)"), lambda m: {"calibrator": m[1]}),
+    (re.compile(r"D" + _NUMBER), lambda m: {"calibrator_damping": float(m[1])}),
 ]
 _TOKEN_HELP = ("F<n>B<m>, W<n>, MC<n>, R<x>, BnIds<i-j>, NR<x>, MCC<n>, M<preset|bits>, "
-               "T<0|1>[E<0|1>]O<m>[H], CFG<0|1>, CFGD0, CF1, N<n>, BUD<x>, SP<x>, ACC, FE, PS, C<calibrator>")
+               "T<0|1>[E<0|1>]O<m>[H], CFG<0|1>, CFGD0, CF1, N<n>, BUD<x>, SP<x>, ACC, FE, PS, C<calibrator>, D<x>")
 
 
 def tag_options(tag: str) -> dict[str, Any]:

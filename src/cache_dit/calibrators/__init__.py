@@ -9,6 +9,9 @@ A new calibrator is one file here plus one entry in :data:`CALIBRATORS`.
 | ``newton`` | the Newton polynomial through the last m+1 computed steps (this project's old TaylorSeer) | 29.5 dB (order 2) |
 | ``foca`` | forecast, then a Heun-style correction (FoCa) with per-step slopes, from step 3 | 40.3 dB |
 | ``hermite`` | scaled-Hermite forecast (HiCache), from step 3 | 39.3 dB (order 1) |
+
+Any of them can be damped towards the last computed feature (:mod:`.damped`, the
+``calibrator_damping`` option).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from types import MappingProxyType
 from typing import Callable, Mapping
 
 from .base import Calibrator
+from .damped import DampedCalibrator, damped
 from .foca import FoCaCalibrator
 from .hermite import HermiteCalibrator
 from .newton import NewtonCalibrator
@@ -24,7 +28,8 @@ from .reuse import ReuseCalibrator
 from .taylorseer import TaylorSeerCalibrator
 
 __all__ = ["Calibrator", "ReuseCalibrator", "TaylorSeerCalibrator", "NewtonCalibrator",
-           "FoCaCalibrator", "HermiteCalibrator", "CALIBRATORS", "make_calibrator"]
+           "FoCaCalibrator", "HermiteCalibrator", "DampedCalibrator", "CALIBRATORS",
+           "make_calibrator", "damped"]
 
 # name -> factory(order); order is the user's taylorseer_kwargs["n_derivatives"].
 CALIBRATORS: Mapping[str, Callable[[int], Calibrator]] = MappingProxyType({
