@@ -8,7 +8,6 @@ import torch
 
 import cache_dit
 from cache_dit.per_sample import ambiguous_input
-from cache_dit.reference import FashionFluxPipeline
 from cache_dit.testing.tiny_pipelines import CASES
 
 ALONE_TOLERANCE = 1e-4  # batched vs single-sample matmuls on CPU differ by ~1e-6
@@ -19,10 +18,8 @@ def _gens(seeds):
 
 
 @pytest.fixture(scope="module")
-def reference():
-    pipe = FashionFluxPipeline.from_reference()
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+def reference(offline_reference):
+    return offline_reference()
 
 
 def _ref_run(pipe, labels, seeds):
