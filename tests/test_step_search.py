@@ -8,7 +8,7 @@ import torch
 
 import cache_dit
 from cache_dit.calibrate import _psnr, _Replay
-from cache_dit.step_search import climb, formula_starts
+from cache_dit.step_search import DAMPINGS, climb, formula_starts
 
 STEPS = 8
 
@@ -85,8 +85,17 @@ def test_search_steps_climbs_from_the_best_start_and_reproduces_its_psnr(referen
     for _, _, after in found.moves:
         assert after > previous + 0.05
         previous = after
-    assert found.psnr == previous and sum(found.mask) == 4 and found.mask[0] == 1
-    assert found.runs >= len(found.starts) + len(found.moves)
+    # then each damping of DAMPINGS on the mask found; one is kept only if it gains min_gain
+    assert [d for d, _ in found.dampings] == list(DAMPINGS)
+    best_damping, best = max(found.dampings, key=lambda item: item[1])
+    if best > previous + 0.05:
+        assert (found.damping, found.psnr) == (best_damping, best)
+        assert found.options["calibrator_damping"] == best_damping
+    else:
+        assert (found.damping, found.psnr) == (1.0, previous)
+        assert "calibrator_damping" not in found.options
+    assert sum(found.mask) == 4 and found.mask[0] == 1
+    assert found.runs >= len(found.starts) + len(found.moves) + len(DAMPINGS)
     # the options cache exactly the steps left out and reproduce the measured PSNR
     psnr, cached = _measured(reference, found.options, _calls())  # fresh generators: same noise
     left_out = {i for i, v in enumerate(found.mask) if not v}
@@ -97,8 +106,10 @@ def test_search_steps_climbs_from_the_best_start_and_reproduces_its_psnr(referen
 
 def test_a_given_start_is_measured_and_sets_the_count(reference):
     start = [1, 1, 0, 1, 0, 0, 1, 0]
-    found = cache_dit.search_steps(reference, calls=_calls()[:1], target=0.5, start=start, passes=0)
+    found = cache_dit.search_steps(reference, calls=_calls()[:1], target=0.5, start=start, passes=0,
+                                   dampings=())
     assert found.starts[0][:2] == ("start", start) and found.mask == start and found.runs == 1
+    assert found.dampings == [] and found.damping == 1.0
     psnr, cached = _measured(reference, found.options, _calls()[:1])
     assert cached == [{2, 4, 5, 7}] * 2 and psnr == pytest.approx(found.psnr, abs=1e-9)
 
@@ -111,6 +122,45 @@ def test_a_replay_leaves_the_callers_generators_as_given(reference):
     assert torch.equal(calls[0]["generator"].get_state(), given)
     # a second replay built on the same calls (a later search) sees the same noise
     assert np.array_equal(_Replay(reference, calls).run_one(0), first)
+
+
+def test_a_given_metric_scores_every_call_and_decides(reference):
+    seen = []
+
+    def negative_mse(uncached, cached):  # a score that is not PSNR: higher is better
+        seen.append((type(uncached), type(cached), uncached.shape))
+        return -float(((uncached - cached) ** 2).mean())
+
+    start = [1, 1, 0, 1, 0, 0, 1, 0]
+    calls = _calls()
+    given = [call["generator"].get_state() for call in calls]
+    found = cache_dit.search_steps(reference, calls=calls, target=0.5, start=start, passes=1,
+                                   metric=negative_mse, min_gain=0.0, dampings=[0.5])
+    # the calls' generators are left as given, so searching them again sees the same noise
+    assert all(torch.equal(call["generator"].get_state(), state) for call, state in zip(calls, given))
+    # one run of the start, then every move the climb tried; each run scores both calls
+    assert found.runs >= 2 and len(seen) == 2 * found.runs
+    assert all(kind is np.ndarray and cached is np.ndarray for kind, cached, _ in seen)
+    replay = _Replay(reference, _calls())
+    uncached = replay.run()
+    cache_dit.enable_cache(reference, **found.options)
+    try:
+        outputs = replay.run()
+    finally:
+        cache_dit.disable_cache(reference)
+    expected = sum(-float(((u - o) ** 2).mean()) for u, o in zip(uncached, outputs)) / 2
+    assert found.psnr == pytest.approx(expected, rel=1e-9) and found.psnr < 0
+    gains = [after for _, _, after in found.moves]
+    assert gains == sorted(gains) and (not gains or gains[0] > found.starts[0][2])
+    [(damping, score)] = found.dampings
+    assert damping == 0.5 and (found.damping == 0.5) == (score > (gains or [found.starts[0][2]])[-1])
+
+
+def test_damping_is_not_tried_when_the_base_sets_it(reference):
+    base = {**cache_dit.step_search.DEFAULT_SEARCH_BASE, "calibrator_damping": 0.9}
+    found = cache_dit.search_steps(reference, calls=_calls()[:1], target=0.5, base=base,
+                                   start=[1, 1, 0, 1, 0, 0, 1, 0], passes=0)
+    assert found.runs == 1 and found.dampings == [] and found.options["calibrator_damping"] == 0.9
 
 
 def test_search_steps_rejects_bad_input(reference):
@@ -129,6 +179,12 @@ def test_search_steps_rejects_bad_input(reference):
         cache_dit.search_steps(reference, calls=_calls(), target=0.5, min_gain=-1)
     with pytest.raises(ValueError, match=r"min_gain must be a finite number >= 0, got nan"):
         cache_dit.search_steps(reference, calls=_calls(), target=0.5, min_gain=float("nan"))
+    with pytest.raises(ValueError, match=r"dampings entry must be in \(0, 1\].*got 1.5"):
+        cache_dit.search_steps(reference, calls=_calls(), target=0.5, dampings=[0.9, 1.5])
+    with pytest.raises(TypeError, match=r"dampings must be a sequence .*got 0.9"):
+        cache_dit.search_steps(reference, calls=_calls(), target=0.5, dampings=0.9)
+    with pytest.raises(TypeError, match=r"metric must be a callable .*got 'psnr'"):
+        cache_dit.search_steps(reference, calls=_calls(), target=0.5, metric="psnr")
     with pytest.raises(ValueError, match=r"one step count .*got \[8, 6\]"):
         cache_dit.search_steps(reference, calls=_calls()[:1] + _calls(6)[1:], target=0.5)
     with pytest.raises(ValueError, match=r"start must compute step 0 .*got \[0, 1"):

@@ -2,16 +2,18 @@
 
 A probe-free budget places its computes by a formula (:mod:`cache_dit.rules.budget`); the best
 places depend on the model. This search measures them: it scores a few formula layouts with the
-target's compute count (mean PSNR of the calls against their uncached outputs, FoCa standing in
-on every other step), then hill-climbs from the best one, moving one compute at a time by one or
-two steps while that gains more than ``min_gain`` dB:
+target's compute count (mean PSNR of the calls against their uncached outputs, or your own
+``metric``; FoCa standing in on every other step), then hill-climbs from the best one, moving one
+compute at a time by one or two steps while that gains more than ``min_gain``:
 
     found = cache_dit.search_steps(pipe, calls=[dict(prompt="a cat", num_inference_steps=28)],
                                    target=0.5, save="steps.yaml")
     cache_dit.enable_cache(pipe, **found.options)  # or **cache_dit.load_options("steps.yaml")
 
-The calls run at most ``len(starts) + passes * 4 * C`` times for ``C`` computes (usually far
-fewer: a pass ends the climb when it finds nothing): a one-off per model and step count, like
+Last, it tries damping the stand-in (``calibrator_damping``, :mod:`cache_dit.calibrators.damped`)
+on the mask found, and keeps the best damping that gains more than ``min_gain``.
+The calls run at most ``len(starts) + passes * 4 * C + len(dampings)`` times for ``C`` computes
+(usually far fewer: a pass ends the climb when it finds nothing): a one-off per model and step count, like
 MagCache's calibration. The mask holds for that step count only. Search on more than one call and
 check the mask on a call it was not searched on: on the reference model at 11 of 28 steps, a mask
 searched on one seed won there and lost 1.3 dB to the formula on another; searched on two seeds
@@ -28,11 +30,12 @@ import numpy as np
 
 from .api import _session_of, disable_cache, enable_cache
 from .calibrate import _psnr, _Replay, save_options
+from .calibrators.damped import check_damping
 from .masks import checked_mask
 from .options import CacheOptions, _check_float, _check_int
 from .rules.budget import probe_free_steps
 
-__all__ = ["StepSearch", "search_steps", "DEFAULT_SEARCH_BASE", "MOVES"]
+__all__ = ["StepSearch", "search_steps", "DEFAULT_SEARCH_BASE", "MOVES", "DAMPINGS"]
 
 # What a step left out runs: no block at all, FoCa forecasting the whole chain.
 DEFAULT_SEARCH_BASE: Mapping[str, Any] = {
@@ -40,6 +43,7 @@ DEFAULT_SEARCH_BASE: Mapping[str, Any] = {
 }
 MOVES = (-2, -1, 1, 2)  # how far the climb tries to move one compute
 SPACINGS = (1.0, 1.5, 2.0)  # formula layouts scored as starts
+DAMPINGS = (0.95, 0.9, 0.85, 0.8)  # calibrator_damping tried on the mask found
 
 
 @dataclass
@@ -48,15 +52,18 @@ class StepSearch:
 
     base: dict[str, Any]  # the options the mask runs with
     mask: list[int]
-    psnr: float  # mean PSNR against the uncached calls
-    starts: list[tuple[str, list[int], float]] = field(default_factory=list)  # name, mask, PSNR
-    moves: list[tuple[int, int, float]] = field(default_factory=list)  # from, to, PSNR after
+    psnr: float  # mean score of the search's metric (PSNR by default) against the uncached calls
+    starts: list[tuple[str, list[int], float]] = field(default_factory=list)  # name, mask, score
+    moves: list[tuple[int, int, float]] = field(default_factory=list)  # from, to, score after
     runs: int = 0  # cached replays of the calls the search made
+    damping: float = 1.0  # calibrator_damping kept (1: none)
+    dampings: list[tuple[float, float]] = field(default_factory=list)  # damping tried, score
 
     @property
     def options(self) -> dict[str, Any]:
         """Options for ``enable_cache``: the base with this mask (every other step cached)."""
-        return {**self.base, "warmup_steps": 0, "steps_computation_mask": list(self.mask)}
+        damping = {} if self.damping == 1 else {"calibrator_damping": self.damping}
+        return {**self.base, **damping, "warmup_steps": 0, "steps_computation_mask": list(self.mask)}
 
 
 def formula_starts(steps: int, computes: int) -> list[tuple[str, list[int]]]:
@@ -120,6 +127,8 @@ def search_steps(
     start: Sequence[int] | None = None,
     passes: int = 3,
     min_gain: float = 0.05,
+    metric: Callable[[np.ndarray, np.ndarray], float] | None = None,
+    dampings: Sequence[float] = DAMPINGS,
     save: str | os.PathLike | None = None,
 ) -> StepSearch:
     """The steps to compute for ``target`` of the steps, found by a hill-climb on ``calls``.
@@ -133,7 +142,12 @@ def search_steps(
             set ``compute_budget`` or ``steps_computation_mask``, which the search decides.
         start: a 0/1 mask to climb from instead of the best formula layout (it sets the count).
         passes: climbing passes at most (each tries every move of every compute once).
-        min_gain: the PSNR gain (dB) a move must bring to be kept.
+        min_gain: the gain of the metric (dB by default) a move must bring to be kept.
+        metric: ``metric(uncached, cached)`` scores one call's output (as a numpy array),
+            higher is better; default: PSNR over the uncached output's value range (a whole
+            call at once, unquantised). Search with the measure you will judge by.
+        dampings: ``calibrator_damping`` values tried on the mask found (not when ``base``
+            sets it); ``()`` tries none.
         save: write the chosen options as YAML here (read back with ``load_options``).
 
     The pipeline is left uncached.
@@ -145,6 +159,12 @@ def search_steps(
     CacheOptions(compute_budget=target)  # validates target, naming it
     _check_int("passes", passes, 0)
     _check_float("min_gain", min_gain)
+    if metric is not None and not callable(metric):
+        raise TypeError(f"metric must be a callable (uncached, cached) -> score or None, got {metric!r}")
+    score_of = _psnr if metric is None else metric
+    if isinstance(dampings, (str, bytes)) or not isinstance(dampings, Sequence):
+        raise TypeError(f"dampings must be a sequence of numbers in (0, 1], got {dampings!r}")
+    dampings = [check_damping("dampings entry", value) for value in dampings]
     base = dict(DEFAULT_SEARCH_BASE if base is None else base)
     taken = sorted({"compute_budget", "steps_computation_mask"} & set(base))
     if taken:
@@ -153,15 +173,16 @@ def search_steps(
     reference, steps = _reference_and_steps(pipe, replay)
     runs = 0
 
-    def quality(trial: list[int]) -> float:
+    def quality(trial: list[int], damping: float = 1.0) -> float:
         nonlocal runs
-        enable_cache(pipe, **base, warmup_steps=0, steps_computation_mask=trial)
+        extra = {} if damping == 1 else {"calibrator_damping": damping}
+        enable_cache(pipe, **base, **extra, warmup_steps=0, steps_computation_mask=trial)
         try:
             outputs = replay.run()
         finally:
             disable_cache(pipe)
         runs += 1
-        return float(np.mean([_psnr(r, o) for r, o in zip(reference, outputs)]))
+        return float(np.mean([score_of(r, o) for r, o in zip(reference, outputs)]))
 
     if start is not None:
         mask = checked_mask(list(start), steps)
@@ -173,7 +194,12 @@ def search_steps(
     scored = [(name, mask, quality(mask)) for name, mask in candidates]
     _, mask, psnr = max(scored, key=lambda item: item[2])
     mask, psnr, moves = climb(mask, psnr, quality, passes, min_gain)
-    found = StepSearch(base=base, mask=mask, psnr=psnr, starts=scored, moves=moves, runs=runs)
+    tried = [] if "calibrator_damping" in base else [(d, quality(mask, d)) for d in dampings]
+    damping, best = max(tried, key=lambda item: item[1], default=(1.0, psnr))
+    if best <= psnr + min_gain:
+        damping, best = 1.0, psnr
+    found = StepSearch(base=base, mask=mask, psnr=best, starts=scored, moves=moves, runs=runs,
+                       damping=damping, dampings=tried)
     if save is not None:
         save_options(found.options, save)
     return found
