@@ -68,6 +68,8 @@ def _name(options: dict[str, Any]) -> str:
         parts.append(f"TS{options['taylorseer_kwargs']['n_derivatives']}")
     if options.get("calibrator"):
         parts.append(options["calibrator"])
+    if options.get("calibrator_damping", 1) != 1:
+        parts.append(f"D{options['calibrator_damping']:g}")
     if options.get("compute_budget") is not None:
         parts.append(f"BUD{options['compute_budget']:g}")
     if options.get("budget_spacing") is not None:
@@ -172,6 +174,14 @@ def _ours_probe_free(s: Scale) -> list[dict]:
             for b in budgets for extra in stand_ins] + spaced + masks
 
 
+def _ours_damped(s: Scale) -> list[dict]:
+    """The probe-free FoCa budgets with the stand-in damped by 0.9 (``calibrator_damping``), the
+    damping ``search_steps`` kept most often on the reference models."""
+    return [{**options, "calibrator_damping": 0.9} for options in _ours_probe_free(s)
+            if options.get("calibrator") == "foca" and "budget_spacing" not in options
+            and "compute_budget" in options]
+
+
 def _ours_rules(s: Scale) -> list[dict]:
     """Accumulated-change and forecast-aware decisions with TaylorSeer order 1."""
     thresholds = s.thresholds[1:] if s.dense else s.thresholds[1::2]
@@ -188,9 +198,12 @@ def pattern_of(mask: list[int]) -> str:
     return "".join("C" if v else "." for v in mask)
 
 
-def searched_options(base: dict[str, Any], pattern: str) -> dict[str, Any]:
-    """``enable_cache`` options of a stored searched mask: its base with the mask deciding."""
-    return {**base, "warmup_steps": 0, "steps_computation_mask": [int(ch == "C") for ch in pattern]}
+def searched_options(base: dict[str, Any], pattern: str, damping: float = 1.0) -> dict[str, Any]:
+    """``enable_cache`` options of a stored searched mask: its base with the mask deciding, and
+    the damping the search kept (files from before the search tried damping have none: 1)."""
+    damped = {} if damping == 1 else {"calibrator_damping": damping}
+    return {**base, **damped, "warmup_steps": 0,
+            "steps_computation_mask": [int(ch == "C") for ch in pattern]}
 
 
 def ours_searched(model: str, directory: Path = STEP_SEARCH) -> list[dict]:
@@ -200,7 +213,7 @@ def ours_searched(model: str, directory: Path = STEP_SEARCH) -> list[dict]:
     if not path.is_file():
         return []
     data = json.loads(path.read_text())
-    return [searched_options(data["base"], level["mask"])
+    return [searched_options(data["base"], level["mask"], level.get("damping", 1.0))
             for _, level in sorted(data["levels"].items(), key=lambda item: int(item[0]))]
 
 
@@ -213,6 +226,7 @@ OURS_FAMILIES: dict[str, Callable[[Scale], list[dict]]] = {
     "compute budget": _ours_budget,
     "decision rules": _ours_rules,
     "probe-free (F0)": _ours_probe_free,
+    "damped probe-free (F0)": _ours_damped,
 }
 
 
@@ -241,6 +255,7 @@ def ours_grid(model: str, quick: bool = False, lean: bool = False) -> Grid:
                 + [("compute budget", options) for options in _ours_budget(s)
                    if options.get("enable_taylorseer") or options.get("calibrator")]
                 + [("probe-free (F0)", options) for options in _ours_probe_free(s)]
+                + [("damped probe-free (F0)", options) for options in _ours_damped(s)]
                 + [(SEARCHED, options) for options in ours_searched(model)])
     if quick:
         return [("DBCache", _ours(1, 0, 2, 0.12)), ("DBCache+TaylorSeer", _ours(1, 0, 2, 0.16, 1)),

@@ -203,11 +203,14 @@ def test_a_run_of_some_families_keeps_ours_other_rows(tmp_path):
 def test_searched_masks_join_the_grid_with_the_options_they_were_searched_with(tmp_path):
     base = {"Fn_compute_blocks": 0, "Bn_compute_blocks": 0, "calibrator": "foca"}
     (tmp_path / "reference.json").write_text(json.dumps(
-        {"base": base, "levels": {"4": {"mask": "CC.C.C.."}, "2": {"mask": "C...C..."}}}))
+        {"base": base, "levels": {"4": {"mask": "CC.C.C..", "damping": 0.9}, "2": {"mask": "C...C..."}}}))
     options = grids.ours_searched("reference", tmp_path)
+    # a level from before the search tried damping has none
     assert options == [{**base, "warmup_steps": 0, "steps_computation_mask": [1, 0, 0, 0, 1, 0, 0, 0]},
-                       {**base, "warmup_steps": 0, "steps_computation_mask": [1, 1, 0, 1, 0, 1, 0, 0]}]
+                       {**base, "calibrator_damping": 0.9, "warmup_steps": 0,
+                        "steps_computation_mask": [1, 1, 0, 1, 0, 1, 0, 0]}]
     assert grids.knob_string(options[0]) == "F0B0 W0 M10001000 foca"
+    assert grids.knob_string(options[1]) == "F0B0 W0 M11010100 foca D0.9"
     assert grids.ours_searched("medium-flux", tmp_path) == []  # not searched yet: no rows
 
 
@@ -217,6 +220,11 @@ def test_the_step_search_optimises_the_calls_the_frontier_evaluates(model):
 
     [searched] = _Replay(model.pipe, bench_step_search.search_calls(model, 5)).run()
     assert np.array_equal(np.clip(searched, 0.0, 1.0), model.generate(5))
+    # the search scores a call exactly as the frontier scores that seed
+    from cache_dit.bench.runner import quality
+    darker = searched * 0.98
+    assert bench_step_search.frontier_metric(model.output_kind)(searched, darker) == quality(
+        model.generate(5), np.clip(darker, 0.0, 1.0), model.output_kind, with_lpips=False)["psnr"]
     assert grids.pattern_of([1, 0, 1, 1]) == "C.CC"
     assert grids.searched_options({"calibrator": "foca"}, "C.CC") == {
         "calibrator": "foca", "warmup_steps": 0, "steps_computation_mask": [1, 0, 1, 1]}
