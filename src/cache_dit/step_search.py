@@ -12,12 +12,13 @@ compute at a time by one or two steps while that gains more than ``min_gain``:
 
 Last, it tries damping the stand-in (``calibrator_damping``, :mod:`cache_dit.calibrators.damped`)
 on the mask found, and keeps the best damping that gains more than ``min_gain``.
-The calls run at most ``len(starts) + passes * 4 * C + len(dampings)`` times for ``C`` computes
-(usually far fewer: a pass ends the climb when it finds nothing): a one-off per model and step count, like
-MagCache's calibration. The mask holds for that step count only. Search on more than one call and
-check the mask on a call it was not searched on: on the reference model at 11 of 28 steps, a mask
-searched on one seed won there and lost 1.3 dB to the formula on another; searched on two seeds
-it gained 0.4 dB (``benchmarks/bench_step_search.py``).
+The calls run at most ``len(starts) + passes * 4 * C + len(dampings)`` times for ``C``
+computes (usually far fewer: a pass ends the climb when it finds nothing): a one-off per model
+and step count, like MagCache's calibration. The mask holds for that step count only. Search
+on more than one call and check the mask on a call it was not searched on: on the reference
+model at 11 of 28 steps, a mask searched on one seed won there and lost 1.3 dB to the formula on
+another; even searched on four seeds it lost 1.2 dB there, while at 8 steps it gained 5.9 dB
+(``benchmarks/bench_step_search.py``).
 """
 
 from __future__ import annotations
