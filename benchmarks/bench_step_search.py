@@ -72,17 +72,26 @@ def frontier_metric(kind: str):
     return score
 
 
+def _search(model, seeds: list[int], computes: int, **kwargs):
+    """``search_steps`` for ``computes`` steps on one call per seed, scored as the frontier scores."""
+    calls = [call for seed in seeds for call in search_calls(model, seed)]
+    return cache_dit.search_steps(model.pipe, calls, target=computes / model.steps,
+                                  metric=frontier_metric(model.output_kind), **kwargs)
+
+
+def _dampings(found) -> list[list[float]]:
+    return [[damping, round(score, 3)] for damping, score in found.dampings]
+
+
 def search(model, seeds: list[int], computes: int, log) -> dict:
     """Run the search for ``computes`` steps on one call per seed; JSON-able."""
     started = time.process_time()
-    calls = [call for seed in seeds for call in search_calls(model, seed)]
-    found = cache_dit.search_steps(model.pipe, calls, target=computes / model.steps,
-                                   metric=frontier_metric(model.output_kind))
+    found = _search(model, seeds, computes)
     level = {"mask": grids.pattern_of(found.mask), "calibration_psnr": round(found.psnr, 3), "runs": found.runs,
              "cpu_s": round(time.process_time() - started, 1),
              "starts": [[name, grids.pattern_of(mask), round(psnr, 3)] for name, mask, psnr in found.starts],
              "moves": [list(move) for move in found.moves],
-             "damping": found.damping, "dampings": [[d, round(p, 3)] for d, p in found.dampings]}
+             "damping": found.damping, "dampings": _dampings(found)}
     log(f"  {model.name} C{computes}: {found.runs} runs, {level['cpu_s']} CPU s, "
         f"{level['calibration_psnr']} dB on the calibration seeds (damping {found.damping})")
     return level
@@ -91,14 +100,11 @@ def search(model, seeds: list[int], computes: int, log) -> dict:
 def add_damping(model, seeds: list[int], computes: int, level: dict, log) -> None:
     """The search's last stage for a level searched before it had one: the dampings tried on the
     stored mask, on the same calls and metric (``start=`` the mask, no climb)."""
-    calls = [call for seed in seeds for call in search_calls(model, seed)]
-    mask = [int(ch == "C") for ch in level["mask"]]
-    found = cache_dit.search_steps(model.pipe, calls, target=computes / model.steps, start=mask,
-                                   passes=0, metric=frontier_metric(model.output_kind))
+    found = _search(model, seeds, computes, start=[int(ch == "C") for ch in level["mask"]], passes=0)
     log(f"  {model.name} C{computes}: the stored mask re-measures {found.starts[0][2]:.3f} dB "
         f"(searched: {level['calibration_psnr']}); damping {found.damping}, {found.psnr:.3f} dB")
     level.update(calibration_psnr=round(found.psnr, 3), runs=level["runs"] + found.runs,
-                 damping=found.damping, dampings=[[d, round(p, 3)] for d, p in found.dampings])
+                 damping=found.damping, dampings=_dampings(found))
 
 
 def evaluate(model, data: dict, seeds: list[int], log) -> list[str]:

@@ -63,8 +63,13 @@ class StepSearch:
     @property
     def options(self) -> dict[str, Any]:
         """Options for ``enable_cache``: the base with this mask (every other step cached)."""
-        damping = {} if self.damping == 1 else {"calibrator_damping": self.damping}
-        return {**self.base, **damping, "warmup_steps": 0, "steps_computation_mask": list(self.mask)}
+        return _mask_options(self.base, self.mask, self.damping)
+
+
+def _mask_options(base: Mapping[str, Any], mask: Sequence[int], damping: float) -> dict[str, Any]:
+    """``base`` with ``mask`` deciding every step, and the damping unless it is 1 (none)."""
+    damped = {} if damping == 1 else {"calibrator_damping": damping}
+    return {**base, **damped, "warmup_steps": 0, "steps_computation_mask": list(mask)}
 
 
 def formula_starts(steps: int, computes: int) -> list[tuple[str, list[int]]]:
@@ -176,8 +181,7 @@ def search_steps(
 
     def quality(trial: list[int], damping: float = 1.0) -> float:
         nonlocal runs
-        extra = {} if damping == 1 else {"calibrator_damping": damping}
-        enable_cache(pipe, **base, **extra, warmup_steps=0, steps_computation_mask=trial)
+        enable_cache(pipe, **_mask_options(base, trial, damping))
         try:
             outputs = replay.run()
         finally:
