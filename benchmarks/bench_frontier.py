@@ -66,14 +66,17 @@ def ours_methods(model: Any, grid: grids.Grid) -> list[common.Method]:
     return [make(family, options) for family, options in grid]
 
 
-def start_peers(model: Any, samples: int, args: argparse.Namespace, workdir: Path) -> subprocess.Popen | None:
-    """Start the cache-dit 1.5.3 worker on ``model``'s grid; None (with a note) without .venv-peers."""
+def start_peers(model: Any, samples: int, args: argparse.Namespace, workdir: Path,
+                configs: grids.Grid | None = None) -> subprocess.Popen | None:
+    """Start the cache-dit 1.5.3 worker on ``configs`` (default: ``model``'s grid); None (with a
+    note) without .venv-peers."""
     python = Path(args.peers_python)
     if not python.is_file():
         print(f"  cache-dit 1.5.3 skipped: {python} is missing (run scripts/setup_peers.sh)")
         return None
     job = {"model": model.name, "samples": samples, "steps": model.steps, "seeds": args.seeds,
-           "configs": grids.cachedit_grid(model.name, args.quick, args.lean), "out": str(workdir),
+           "configs": configs if configs is not None else grids.cachedit_grid(model.name, args.quick, args.lean),
+           "out": str(workdir),
            "uncached_every": args.uncached_every}
     (workdir / "job.json").write_text(json.dumps(job))
     log = open(workdir / "worker.log", "w")
