@@ -118,12 +118,13 @@ def _cell(seed0: dict | None, held: dict | None) -> str:
     if seed0 is None:
         return "-"
     if held is None:
-        return f"{seed0['psnr']:.1f} / failed"
+        return f"{seed0['psnr']:.1f} / not run"
     return f"{seed0['psnr']:.1f} / {held['psnr']:.1f} (min {min(held['psnrs']):.1f}, kept {held['kept']:.3f})"
 
 
 def model_markdown(name: str, picks: dict[str, dict], rows: list[dict], frontier_seeds: str) -> list[str]:
     libs = [lib for lib in (OURS, *PEERS) if lib in picks]
+    missing = [(lib, r["knobs"]) for lib in libs for r in picks[lib]["front"] if _find(rows, lib, r) is None]
     lines = ["", f"### {name}", "",
              f"Best PSNR at kept <= level: the winner on {frontier_seeds} / the same configuration on "
              f"the held-out seeds (mean; worst seed; kept there).", "",
@@ -157,6 +158,10 @@ def model_markdown(name: str, picks: dict[str, dict], rows: list[dict], frontier
         ratio = (f"{held_kept[OURS] / min(peer_kept):.2f}x" if OURS in held_kept and peer_kept else
                  "no peer reaches it" if OURS in held_kept else "-")
         lines.append(f"| {target:g} dB | " + " | ".join(cells) + f" | {ratio} |")
+    if missing:
+        lines += ["", f"{len(missing)} configurations of the fronts have no held-out result (failed, or "
+                  f"the front changed since this model was run here): "
+                  + "; ".join(f"{lib} {knobs}" for lib, knobs in missing)]
     return lines
 
 
@@ -185,17 +190,33 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if set(args.seeds) & set(args.frontier_seeds):
         raise SystemExit(f"--seeds {args.seeds} overlaps the frontier's seeds {args.frontier_seeds}")
     rows = report.read_csv(args.out / "frontier.csv")
-    frontier_seeds = f"seeds {args.frontier_seeds}"
     lines = [f"# Frontier winners on held-out seeds {args.seeds}, "
-             f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, torch {torch.__version__} "
-             f"(1 thread); fronts and winners from bench_frontier.py on {frontier_seeds}."]
-    held: list[dict] = []
+             f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC (last run), torch "
+             f"{torch.__version__} (1 thread); fronts and winners from bench_frontier.py on seeds "
+             f"{args.frontier_seeds}; a model not run here keeps its rows of holdout.csv."]
+    held = [r for r in _read_held(args.out / "holdout.csv", args.seeds) if r["model"] not in args.models]
     for name in args.models:
-        picks = picks_of(rows, name)
-        model_rows = run_fronts(name, picks, args)
-        held += model_rows
-        lines += model_markdown(name, picks, model_rows, frontier_seeds)
-        print("\n".join(lines), flush=True)
+        held += run_fronts(name, picks_of(rows, name), args)
+        _write(held, rows, lines, args)  # after every model, so that a partial run survives
+    return [r for r in held if r["model"] in args.models]
+
+
+def _read_held(path: Path, seeds: list[int]) -> list[dict]:
+    """Rows of an earlier run on the same held-out seeds (other models are kept, as
+    bench_frontier.py keeps them); none when the file is absent or has other seeds."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = [f"psnr_seed{s}" for s in seeds]
+        if [c for c in reader.fieldnames or [] if c.startswith("psnr_seed")] != columns:
+            return []
+        return [{**r, "kept": float(r["kept"]), "error": "", "psnrs": [float(r[c]) for c in columns],
+                 "psnr": float(np.mean([float(r[c]) for c in columns]))}
+                for r in reader if all(r.get(c) not in (None, "") for c in columns)]
+
+
+def _write(held: list[dict], rows: list[dict], header: list[str], args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "holdout.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -203,8 +224,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for r in held:
             writer.writerow([r["model"], r["library"], r["method"], r["knobs"], f"{r['kept']:.6g}",
                              *[f"{p:.6g}" for p in r["psnrs"]]])
+    lines = list(header)
+    for name in dict.fromkeys(r["model"] for r in held):
+        lines += model_markdown(name, picks_of(rows, name), [r for r in held if r["model"] == name],
+                                f"seeds {args.frontier_seeds}")
     (args.out / "holdout.md").write_text("\n".join(lines) + "\n")
-    return held
+    print("\n".join(lines), flush=True)
 
 
 if __name__ == "__main__":

@@ -62,3 +62,17 @@ def test_quick_frontier_then_its_held_out_check(tmp_path):
         assert len(list(csv.DictReader(handle))) == len(rows)
     text = (tmp_path / "holdout.md").read_text()
     assert "held-out seeds [1]" in text and "| kept <= | ours | diffusers |" in text
+
+
+def test_earlier_rows_are_kept_only_for_the_same_seeds_and_a_stale_front_is_named(tmp_path):
+    frontier = [_row("ours", 0.3, 40.0), _row("ours", 0.5, 48.0), _row("diffusers", 0.3, 35.0)]
+    held = [_row("ours", 0.3, 40.0, [39.0, 41.0]), _row("diffusers", 0.3, 35.0, [36.0, 34.0])]
+    args = holdout.parse_args(["--seeds", "1", "2", "--out", str(tmp_path)])
+    holdout._write(held, frontier, ["# header"], args)
+    back = holdout._read_held(tmp_path / "holdout.csv", [1, 2])
+    assert [(r["library"], r["kept"], r["psnrs"]) for r in back] == [("ours", 0.3, [39.0, 41.0]),
+                                                                      ("diffusers", 0.3, [36.0, 34.0])]
+    assert holdout._read_held(tmp_path / "holdout.csv", [1, 3]) == []
+    text = (tmp_path / "holdout.md").read_text()
+    assert text.startswith("# header\n") and "| 0.5 | 48.0 / not run | 35.0 / 35.0 (min 34.0, kept 0.300) | - |" in text
+    assert "1 configurations of the fronts have no held-out result" in text and "ours 0.5" in text
