@@ -161,9 +161,12 @@ def _ours_probe_free(s: Scale) -> list[dict]:
         stand_ins += ({"enable_taylorseer": True, "taylorseer_kwargs": {"n_derivatives": 2}},
                       {"calibrator": "hermite"})
     # Budgets that land just under the table's columns too (kept = budget rounded to whole
-    # steps: 0.58 -> 16/28 = 0.571, 0.68 -> 19/28 = 0.679; 0.6 and 0.7 land above).
-    budgets = ((0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.58, 0.6, 0.65, 0.68, 0.7)
-               if s.dense else (0.2, 0.3, 0.4, 0.5, 0.58, 0.68))
+    # steps: 0.58 -> 16/28 = 0.571, 0.68 -> 19/28 = 0.679; 0.6 and 0.7 land above), and on
+    # every step count from 4 to 16 of 28 on the dense grids (0.18 -> 5, 0.32 -> 9, 0.43 -> 12),
+    # so that a front has no holes a held-out seed could fall into.
+    budgets = ((0.15, 0.18, 0.2, 0.25, 0.3, 0.32, 0.35, 0.4, 0.43, 0.45, 0.5, 0.55, 0.58, 0.6, 0.65,
+                0.68, 0.7)
+               if s.dense else (0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.58, 0.68))
     masks = [_with(_ours(0, 0, 0, STATIC, 0, mask), **extra) for mask in MASKS[1:]
              for extra in stand_ins] if s.dense else []
     # Other layouts, where one is used (budgets computing at most 60% of the steps).
