@@ -74,10 +74,10 @@ def start_peers(model: Any, samples: int, args: argparse.Namespace, workdir: Pat
     if not python.is_file():
         print(f"  cache-dit 1.5.3 skipped: {python} is missing (run scripts/setup_peers.sh)")
         return None
+    if configs is None:
+        configs = grids.cachedit_grid(model.name, args.quick, args.lean)
     job = {"model": model.name, "samples": samples, "steps": model.steps, "seeds": args.seeds,
-           "configs": configs if configs is not None else grids.cachedit_grid(model.name, args.quick, args.lean),
-           "out": str(workdir),
-           "uncached_every": args.uncached_every}
+           "configs": configs, "out": str(workdir), "uncached_every": args.uncached_every}
     (workdir / "job.json").write_text(json.dumps(job))
     log = open(workdir / "worker.log", "w")
     script = Path(__file__).resolve().parent / "frontier_peers_worker.py"

@@ -81,14 +81,17 @@ def run_fronts(name: str, picks: dict[str, dict], args: argparse.Namespace) -> l
     every_sweep = lambda make: make(name) + make(name, lean=True) + make(name, quick=True)  # noqa: E731
     methods, peer_grid = [], None
     if OURS in picks:
-        methods += frontier.ours_methods(model, _subset(every_sweep(grids.ours_grid), _picked(picks[OURS]), "ours"))
+        grid = _subset(every_sweep(grids.ours_grid), _picked(picks[OURS]), "ours")
+        methods += frontier.ours_methods(model, grid)
     if frontier.LABELS["diffusers"] in picks:
         import frontier_diffusers
 
-        grid = _subset(every_sweep(grids.diffusers_grid), _picked(picks[frontier.LABELS["diffusers"]]), "diffusers")
+        grid = _subset(every_sweep(grids.diffusers_grid), _picked(picks[frontier.LABELS["diffusers"]]),
+                       "diffusers")
         methods += frontier_diffusers.methods(model, grid, frontier.CALIBRATION_SEED, print)
     if frontier.LABELS["cache-dit"] in picks:
-        peer_grid = _subset(every_sweep(grids.cachedit_grid), _picked(picks[frontier.LABELS["cache-dit"]]), "cache-dit")
+        peer_grid = _subset(every_sweep(grids.cachedit_grid), _picked(picks[frontier.LABELS["cache-dit"]]),
+                            "cache-dit")
     print(f"{name}: {len(methods) + len(peer_grid or [])} configurations on seeds {args.seeds}", flush=True)
     with tempfile.TemporaryDirectory(prefix=f"holdout-{name}-") as tmp:
         reference, rows, _ = common.sweep(model, methods, args.seeds, args.uncached_every, strict=False)
@@ -122,11 +125,9 @@ def _cell(seed0: dict | None, held: dict | None) -> str:
     return f"{seed0['psnr']:.1f} / {held['psnr']:.1f} (min {min(held['psnrs']):.1f}, kept {held['kept']:.3f})"
 
 
-def model_markdown(name: str, picks: dict[str, dict], rows: list[dict], frontier_seeds: str) -> list[str]:
-    libs = [lib for lib in (OURS, *PEERS) if lib in picks]
-    missing = [(lib, r["knobs"]) for lib in libs for r in picks[lib]["front"] if _find(rows, lib, r) is None]
-    lines = ["", f"### {name}", "",
-             f"Best PSNR at kept <= level: the winner on {frontier_seeds} / the same configuration on "
+def _level_lines(picks: dict[str, dict], rows: list[dict], libs: list[str], seeds: str) -> list[str]:
+    """Best PSNR at kept <= level: each seed-0 winner held out, and ours' margin seed by seed."""
+    lines = [f"Best PSNR at kept <= level: the winner on {seeds} / the same configuration on "
              f"the held-out seeds (mean; worst seed; kept there).", "",
              "| kept <= | " + " | ".join(libs) + " | ours' margin over the best peer, mean / worst seed |",
              "|---|" + "---|" * (len(libs) + 1)]
@@ -139,11 +140,17 @@ def model_markdown(name: str, picks: dict[str, dict], rows: list[dict], frontier
             per_seed = [mine - max(p[i] for p in peers) for i, mine in enumerate(held[OURS]["psnrs"])]
             margin = f"{np.mean(per_seed):+.1f} / {min(per_seed):+.1f}"
         lines.append(f"| {level:g} | " + " | ".join(cells) + f" | {margin} |")
-    lines += ["", f"Least kept at PSNR >= target: the pick on {frontier_seeds} / on the held-out seeds, "
-              f"the least kept (held out) among the library's front on {frontier_seeds} whose held-out "
-              f"mean reaches the target; then ours' held-out kept over the best peer's.", "",
-              "| PSNR >= | " + " | ".join(libs) + " | ours / best peer, held out |",
-              "|---|" + "---|" * (len(libs) + 1)]
+    return lines
+
+
+def _target_lines(name: str, picks: dict[str, dict], rows: list[dict], libs: list[str],
+                  seeds: str) -> list[str]:
+    """Least kept at each PSNR target among each library's front, held out, and ours' ratio."""
+    lines = [f"Least kept at PSNR >= target: the pick on {seeds} / on the held-out seeds, "
+             f"the least kept (held out) among the library's front on {seeds} whose held-out "
+             f"mean reaches the target; then ours' held-out kept over the best peer's.", "",
+             "| PSNR >= | " + " | ".join(libs) + " | ours / best peer, held out |",
+             "|---|" + "---|" * (len(libs) + 1)]
     for target in report.PSNR_TARGETS[name]:
         cells, held_kept = [], {}
         for lib in libs:
@@ -158,6 +165,16 @@ def model_markdown(name: str, picks: dict[str, dict], rows: list[dict], frontier
         ratio = (f"{held_kept[OURS] / min(peer_kept):.2f}x" if OURS in held_kept and peer_kept else
                  "no peer reaches it" if OURS in held_kept else "-")
         lines.append(f"| {target:g} dB | " + " | ".join(cells) + f" | {ratio} |")
+    return lines
+
+
+def model_markdown(name: str, picks: dict[str, dict], rows: list[dict], frontier_seeds: str) -> list[str]:
+    """Both tables of one model, and the front configurations that have no held-out row."""
+    libs = [lib for lib in (OURS, *PEERS) if lib in picks]
+    missing = [(lib, r["knobs"]) for lib in libs for r in picks[lib]["front"]
+               if _find(rows, lib, r) is None]
+    lines = ["", f"### {name}", "", *_level_lines(picks, rows, libs, frontier_seeds), "",
+             *_target_lines(name, picks, rows, libs, frontier_seeds)]
     if missing:
         lines += ["", f"{len(missing)} configurations of the fronts have no held-out result (failed, or "
                   f"the front changed since this model was run here): "
