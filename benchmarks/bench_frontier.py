@@ -106,18 +106,21 @@ def finish_peers(process: subprocess.Popen, workdir: Path, seeds: list[int],
     return rows, note
 
 
-def score(rows: list[dict], reference: list[np.ndarray], kind: str) -> None:
-    """PSNR / LPIPS of every row's outputs against the uncached ones, averaged over seeds."""
+def score(rows: list[dict], reference: list[np.ndarray], kind: str, with_lpips: bool | None = None) -> None:
+    """PSNR / LPIPS of every row's outputs against the uncached ones: per seed (``psnrs``) and
+    averaged over seeds. LPIPS by default on images only."""
     from cache_dit.bench.runner import quality
 
+    with_lpips = kind == "images" if with_lpips is None else with_lpips
     for row in rows:
         outputs = row.pop("outputs", None)
         if not outputs:
             row["psnr"] = row["lpips"] = math.nan
+            row["psnrs"] = []
             continue
-        scores = [quality(ref, out, kind, with_lpips=kind == "images")
-                  for ref, out in zip(reference, outputs)]
-        row["psnr"] = float(np.mean([s["psnr"] for s in scores]))
+        scores = [quality(ref, out, kind, with_lpips=with_lpips) for ref, out in zip(reference, outputs)]
+        row["psnrs"] = [s["psnr"] for s in scores]
+        row["psnr"] = float(np.mean(row["psnrs"]))
         row["lpips"] = float(np.mean([s["lpips"] for s in scores]))
 
 

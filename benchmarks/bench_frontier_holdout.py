@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import math
 import sys
 import tempfile
 from pathlib import Path
@@ -73,8 +72,6 @@ def _subset(grid: grids.Grid, wanted: set[tuple[str, str]], what: str) -> grids.
 
 def run_fronts(name: str, picks: dict[str, dict], args: argparse.Namespace) -> list[dict]:
     """Rows (library, method, knobs, kept, psnr per held-out seed) of every library's front."""
-    from cache_dit.bench.runner import quality
-
     samples = frontier.samples_for(name, args)
     model = common.build_model(name, samples, args.steps)
     # a front's configurations can come from any sweep: full, lean or quick
@@ -101,12 +98,9 @@ def run_fronts(name: str, picks: dict[str, dict], args: argparse.Namespace) -> l
                 raise RuntimeError("cache-dit 1.5.3 is on the frontier but .venv-peers is missing "
                                    "(run scripts/setup_peers.sh)")
             rows += frontier.finish_peers(worker, Path(tmp), args.seeds, reference)[0]
+    frontier.score(rows, reference, model.output_kind, with_lpips=False)
     for row in rows:
-        outputs = row.pop("outputs", None) or []
         row["model"] = name
-        row["psnrs"] = [quality(ref, out, model.output_kind, with_lpips=False)["psnr"]
-                        for ref, out in zip(reference, outputs)]
-        row["psnr"] = float(np.mean(row["psnrs"])) if row["psnrs"] else math.nan
     return rows
 
 
