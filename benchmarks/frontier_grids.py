@@ -12,6 +12,7 @@ reference models' first-block residual changes by ~0.07-0.13 per step, the mediu
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -203,10 +204,12 @@ def pattern_of(mask: list[int]) -> str:
 
 def searched_options(base: dict[str, Any], pattern: str, damping: float = 1.0) -> dict[str, Any]:
     """``enable_cache`` options of a stored searched mask: its base with the mask deciding, and
-    the damping the search kept (files from before the search tried damping have none: 1)."""
-    damped = {} if damping == 1 else {"calibrator_damping": damping}
-    return {**base, **damped, "warmup_steps": 0,
-            "steps_computation_mask": [int(ch == "C") for ch in pattern]}
+    the damping the search kept (files from before the search tried damping have none: 1), as
+    ``search_steps`` builds them."""
+    from cache_dit import StepSearch  # here: the peers' worker imports this file without our package
+
+    mask = [int(ch == "C") for ch in pattern]
+    return StepSearch(base=dict(base), mask=mask, psnr=math.nan, damping=damping).options
 
 
 def ours_searched(model: str, directory: Path = STEP_SEARCH) -> list[dict]:
