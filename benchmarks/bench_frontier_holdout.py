@@ -191,6 +191,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peers-python", default=str(frontier.PEERS_PYTHON))
     parser.add_argument("--out", type=Path, default=frontier.DEFAULT_OUT)
     args = parser.parse_args(argv)
+    for name in ("samples", "steps", "uncached_every"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     args.quick, args.lean = False, False  # what samples_for / start_peers read
     return args
 

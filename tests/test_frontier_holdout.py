@@ -49,6 +49,13 @@ def test_seeds_of_the_frontier_are_refused():
         holdout.main(["--seeds", "0", "1", "--out", "/nonexistent"])
 
 
+@pytest.mark.parametrize("flag", ["--samples", "--steps", "--uncached-every"])
+def test_counts_below_one_are_refused_by_name(flag, capsys):
+    with pytest.raises(SystemExit):
+        holdout.parse_args([flag, "0"])
+    assert f"{flag} must be >= 1, got 0" in capsys.readouterr().err
+
+
 def test_quick_frontier_then_its_held_out_check(tmp_path):
     bench_frontier.main(["--quick", "--libraries", "ours,diffusers", "--out", str(tmp_path)])
     rows = holdout.main(["--models", "reference", "--seeds", "1", "--samples", "2", "--out", str(tmp_path)])
